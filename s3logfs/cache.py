@@ -1,0 +1,219 @@
+"""The disk cache of decoded objects, shared by mounts and ``s3logfs cat``.
+
+Layout (s3tail's): ``CACHE/<h[0:2]>/<h>`` holds the decoded content, where ``h`` is the
+SHA-256 hex of ``bucket/key``. Beside it, ``<h>.meta`` is a small JSON record: bucket,
+key, ETag, size, and the inode of the content file it describes.
+
+Why the inode: content and record are each written to a temp file and renamed into
+place, content first. A crash or a concurrent writer between the two renames leaves a
+record whose inode does not match the content file, and :meth:`DiskCache.lookup` treats
+that as a miss. No partial or mismatched file is ever served, and no lock is needed
+between processes.
+
+Eviction: an entry goes after ``max_age_hours`` without access (the record's mtime is
+touched on use), and the least recently used entries go while the total exceeds
+``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+log = logging.getLogger(__name__)
+
+META_SUFFIX = ".meta"
+TMP_SUFFIX = ".tmp"
+_TOUCH_EVERY = 60.0
+"""Seconds between two mtime updates of one record: keeps hits free of metadata writes."""
+_STALE_TMP_AGE = 3600.0
+"""A temp file this old belongs to a dead writer."""
+
+
+@dataclass(frozen=True)
+class CachedObject:
+    """Decoded content on disk, as the cache vouches for it."""
+
+    path: Path
+    size: int
+    etag: str
+    encoding: str
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "s3logfs"
+
+
+def cache_hash(bucket: str, key: str) -> str:
+    return hashlib.sha256(f"{bucket}/{key}".encode("utf-8", "surrogateescape")).hexdigest()
+
+
+class DiskCache:
+    """A directory of decoded objects, safe to share between processes."""
+
+    def __init__(
+        self, root: Path, max_age_hours: float = 24.0, max_bytes: int | None = None, ephemeral: bool = False
+    ) -> None:
+        self.ephemeral = ephemeral
+        self.root = root
+        self.max_age = max_age_hours * 3600.0
+        self.max_bytes = max_bytes
+        _make_private_dir(self.root)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, root: Path, max_age_hours: float, max_bytes: int | None) -> DiskCache:
+        """The cache at ``root``; with ``max_age_hours`` 0, a private one deleted on close."""
+        if max_age_hours > 0:
+            return cls(root, max_age_hours, max_bytes)
+        return cls(Path(tempfile.mkdtemp(prefix="s3logfs-nocache-")), 0, max_bytes, ephemeral=True)
+
+    def path_for(self, bucket: str, key: str) -> Path:
+        digest = cache_hash(bucket, key)
+        return self.root / digest[:2] / digest
+
+    def lookup(self, bucket: str, key: str, etag: str) -> CachedObject | None:
+        """The cached content of ``key`` at ``etag``, or None."""
+        path = self.path_for(bucket, key)
+        meta_path = path.with_name(path.name + META_SUFFIX)
+        try:
+            meta = json.loads(meta_path.read_bytes())
+            stat = path.stat()
+        except (OSError, ValueError):
+            return None
+        if meta.get("etag") != etag or meta.get("ino") != stat.st_ino or meta.get("size") != stat.st_size:
+            return None
+        if time.time() - meta_path.stat().st_mtime > _TOUCH_EVERY:
+            with contextlib.suppress(OSError):
+                os.utime(meta_path)
+        return CachedObject(path, stat.st_size, etag, meta.get("encoding", "plain"))
+
+    @contextlib.contextmanager
+    def writer(self, bucket: str, key: str, etag: str) -> Iterator[_Writer]:
+        """Write an entry; it becomes visible only if the block finishes without error."""
+        path = self.path_for(bucket, key)
+        _make_private_dir(path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                writer = _Writer(handle)
+                yield writer
+                handle.flush()
+            os.rename(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        stat = path.stat()
+        record = {
+            "bucket": bucket,
+            "key": key,
+            "etag": etag,
+            "size": stat.st_size,
+            "ino": stat.st_ino,
+            "encoding": writer.encoding,
+        }
+        _write_atomically(path.with_name(path.name + META_SUFFIX), json.dumps(record).encode())
+        writer.result = CachedObject(path, stat.st_size, etag, writer.encoding)
+
+    def entries(self) -> Iterator[tuple[Path, Path]]:
+        """Every (content, record) pair present."""
+        for meta_path in self.root.glob(f"??/*{META_SUFFIX}"):
+            yield meta_path.with_name(meta_path.name[: -len(META_SUFFIX)]), meta_path
+
+    def evict(self) -> int:
+        """Drop expired entries, then LRU entries beyond the size limit. Returns entries dropped."""
+        with self._lock:
+            now = time.time()
+            dropped = self._drop_stale_temp_files(now)
+            survivors: list[tuple[float, int, Path, Path]] = []
+            for content, meta_path in self.entries():
+                try:
+                    used = meta_path.stat().st_mtime
+                    size = content.stat().st_size
+                except OSError:
+                    continue
+                if not self.ephemeral and now - used > self.max_age:
+                    dropped += _remove(content, meta_path)
+                else:
+                    survivors.append((used, size, content, meta_path))
+            if self.max_bytes is not None:
+                total = sum(size for _, size, _, _ in survivors)
+                for _, size, content, meta_path in sorted(survivors):
+                    if total <= self.max_bytes:
+                        break
+                    dropped += _remove(content, meta_path)
+                    total -= size
+            return dropped
+
+    def _drop_stale_temp_files(self, now: float) -> int:
+        dropped = 0
+        for tmp in self.root.glob(f"??/.*{TMP_SUFFIX}"):
+            with contextlib.suppress(OSError):
+                if now - tmp.stat().st_mtime > _STALE_TMP_AGE:
+                    tmp.unlink()
+                    dropped += 1
+        return dropped
+
+    def clear(self) -> int:
+        """Remove every entry. Returns how many entries went."""
+        dropped = 0
+        with self._lock:
+            for content, meta_path in list(self.entries()):
+                dropped += _remove(content, meta_path)
+            for tmp in self.root.glob(f"??/.*{TMP_SUFFIX}"):
+                tmp.unlink(missing_ok=True)
+        return dropped
+
+    def close(self) -> None:
+        if self.ephemeral:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+class _Writer:
+    """What :meth:`DiskCache.writer` yields: a file to write, and the encoding to record."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.encoding = "plain"
+        self.written = 0
+        self.result: CachedObject | None = None
+
+    def write(self, data: bytes) -> None:
+        self._handle.write(data)
+        self.written += len(data)
+
+
+def _make_private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.rename(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _remove(content: Path, meta_path: Path) -> int:
+    meta_path.unlink(missing_ok=True)
+    content.unlink(missing_ok=True)
+    return 1

@@ -1,0 +1,188 @@
+"""The catalog: which objects the mount shows, in stream order, and the poller.
+
+At mount time the keys under the prefix come in lexicographic order. Keys found later
+are appended, even when they sort before keys already seen, so the order never changes
+during a mount (SPEC section 4). Each entry carries the object's listing record, its
+file node in the tree, and its decoded size once known.
+
+The poller lists new keys every ``poll_interval`` seconds with ListObjectsV2
+``StartAfter`` the greatest key seen, and every ``full_relist_every`` polls it lists the
+whole prefix, to catch keys that sort earlier and objects replaced in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .cache import CachedObject
+from .errors import S3LogFSError
+from .names import FileNode, Tree
+from .objects import ObjectFetcher
+from .s3 import ObjectInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Entry:
+    """One object of the mount. Mutable fields are guarded by the catalog's lock."""
+
+    index: int
+    info: ObjectInfo
+    node: FileNode
+    size: int | None = None
+    size_exact: bool = False
+    confirmed_at: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return self.info.key
+
+
+Listener = Callable[[list[Entry]], None]
+
+
+class Catalog:
+    """Every object under the prefix, in stream order."""
+
+    def __init__(
+        self,
+        fetcher: ObjectFetcher,
+        prefix: str,
+        tree: Tree,
+        poll_interval: float = 10.0,
+        full_relist_every: int = 6,
+    ) -> None:
+        self.fetcher = fetcher
+        self.prefix = prefix
+        self.tree = tree
+        self.poll_interval = poll_interval
+        self.full_relist_every = max(1, full_relist_every)
+        self.entries: list[Entry] = []
+        self.by_key: dict[str, Entry] = {}
+        self.greatest_key = ""
+        self.mtime = time.time()
+        self._listeners: list[Listener] = []
+        self._lock = threading.RLock()
+        self._probe_locks: dict[str, threading.Lock] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._polls = 0
+
+    @property
+    def stats(self):  # noqa: ANN201 - the S3 layer's Stats
+        return self.fetcher.client.stats
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener`` with each batch of new entries, in stream order."""
+        self._listeners.append(listener)
+
+    def load(self, known_order: Iterable[str] = ()) -> None:
+        """List the prefix; keys of ``known_order`` (a persisted order) come first, in that order."""
+        listed = {info.key: info for info in self.fetcher.client.list_objects(self.prefix)}
+        ordered = [listed.pop(key) for key in known_order if key in listed]
+        self._add(ordered + sorted(listed.values(), key=lambda info: info.key))
+
+    def _add(self, infos: list[ObjectInfo]) -> list[Entry]:
+        now = time.monotonic()
+        added: list[Entry] = []
+        with self._lock:
+            for info in infos:
+                if info.key in self.by_key:
+                    continue
+                node = self.tree.add(info.key, info.last_modified)
+                entry = Entry(len(self.entries), info, node, confirmed_at=now)
+                self.entries.append(entry)
+                self.by_key[info.key] = entry
+                self.greatest_key = max(self.greatest_key, info.key)
+                added.append(entry)
+            if added:
+                self.mtime = time.time()
+                self.stats.set(keys=len(self.entries))
+        if added:
+            for listener in self._listeners:
+                listener(added)
+        return added
+
+    def poll_once(self) -> list[Entry]:
+        """One round of the poller. Returns the entries it added."""
+        self._polls += 1
+        if self._polls % self.full_relist_every == 0:
+            infos = list(self.fetcher.client.list_objects(self.prefix))
+            self._refresh_known(infos)
+        else:
+            infos = list(self.fetcher.client.list_objects(self.prefix, start_after=self.greatest_key or None))
+        added = self._add([info for info in infos if info.key not in self.by_key])
+        if added:
+            log.info("found %d new object(s), last %s", len(added), added[-1].key)
+        return added
+
+    def _refresh_known(self, infos: list[ObjectInfo]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for info in infos:
+                entry = self.by_key.get(info.key)
+                if entry is not None:
+                    self._update(entry, info, now)
+
+    def _update(self, entry: Entry, info: ObjectInfo, now: float) -> None:
+        """Record a fresh listing or HEAD of an entry's object (caller holds the lock)."""
+        entry.confirmed_at = now
+        if info.etag != entry.info.etag or info.size != entry.info.size:
+            log.info("s3://%s/%s was replaced (ETag %s)", self.fetcher.bucket, info.key, info.etag)
+            entry.info = info
+            entry.size, entry.size_exact = None, False
+
+    def revalidate(self, entry: Entry, max_age: float) -> None:
+        """HEAD the object if its listing is older than ``max_age`` seconds."""
+        if time.monotonic() - entry.confirmed_at <= max_age:
+            return
+        info = self.fetcher.client.head(entry.key)
+        with self._lock:
+            self._update(entry, info, time.monotonic())
+
+    def materialize(self, entry: Entry) -> CachedObject:
+        """The entry's decoded content on disk; its size becomes exact."""
+        cached = self.fetcher.materialize(entry.info)
+        with self._lock:
+            if cached.etag == entry.info.etag:
+                entry.size, entry.size_exact = cached.size, True
+        return cached
+
+    def decoded_size(self, entry: Entry) -> tuple[int, bool]:
+        """The entry's decoded size, probing S3 at most once per object version."""
+        if entry.size is not None:
+            return entry.size, entry.size_exact
+        with self._lock:
+            lock = self._probe_locks.setdefault(entry.key, threading.Lock())
+        with lock:
+            if entry.size is None:
+                probe = self.fetcher.probe_size(entry.info)
+                with self._lock:
+                    entry.size, entry.size_exact = probe.size, probe.exact
+            assert entry.size is not None
+            return entry.size, entry.size_exact
+
+    def start(self) -> None:
+        """Start the poller thread (after daemonizing: never before a fork)."""
+        if self.poll_interval > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="s3logfs-poller", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            try:
+                self.poll_once()
+            except S3LogFSError as error:
+                log.warning("poll failed: %s", error)
+            except Exception:  # the poller must survive anything a listing throws
+                log.exception("poll failed")

@@ -1,0 +1,157 @@
+"""The ``s3logfs`` command line.
+
+Every failure the user can cause ends as one line on stderr and a non-zero exit, never
+a traceback. The commands only parse options and call the layers below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .cache import DiskCache
+from .config import (
+    MountOptions,
+    Settings,
+    common_options,
+    file_options,
+    read_config_file,
+    setup_logging,
+)
+from .errors import S3LogFSError
+from .s3 import S3Client, Stats, parse_source
+
+log = logging.getLogger(__name__)
+
+
+def _common_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("common options")
+    group.add_argument("--region", help="AWS region")
+    group.add_argument("--profile", help="AWS profile name")
+    group.add_argument("--endpoint-url", help="S3 endpoint URL (default: $AWS_ENDPOINT_URL)")
+    group.add_argument("--cache-dir", help="cache directory (default: ~/.cache/s3logfs)")
+    group.add_argument("--cache-hours", type=float, help="drop cache entries unused this long; 0 disables (24)")
+    group.add_argument("--cache-max-size", help="cache size limit, such as 2G (default: none)")
+    group.add_argument("--log-level", help="DEBUG, INFO, WARNING (default) or ERROR")
+    group.add_argument("--log-file", help="log to this file instead of stderr")
+    group.add_argument("-c", "--config-file", help="INI config file (default: ~/.s3logfsrc)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_parser()
+    parser = argparse.ArgumentParser(prog="s3logfs", description="Read AWS logs kept in S3 as local files.")
+    parser.add_argument("--version", action="version", version=f"s3logfs {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    mount = commands.add_parser("mount", parents=[common], help="mount a bucket prefix read-only")
+    mount.add_argument("source", metavar="[s3://]BUCKET[/PREFIX]")
+    mount.add_argument("mountpoint", type=Path)
+    mount.add_argument("-f", "--foreground", action="store_true", default=None, help="stay in the foreground")
+    mount.add_argument("--poll-interval", type=float, help="seconds between listings of new keys; 0 = off (10)")
+    mount.add_argument("--prefetch", type=int, help="objects read ahead in parallel (8)")
+    mount.add_argument("--raw", action="store_true", default=None, help="show stored bytes under the original names")
+    mount.add_argument("--allow-other", action="store_true", default=None, help="let other users see the mount")
+
+    umount = commands.add_parser("umount", help="unmount")
+    umount.add_argument("mountpoint", type=Path)
+
+    cache = commands.add_parser("cache", help="inspect or clear the disk cache")
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    lookup = cache_commands.add_parser("lookup", parents=[common], help="print each key's cache path")
+    lookup.add_argument("source", metavar="[s3://]BUCKET[/PREFIX]")
+    cache_commands.add_parser("clear", parents=[common], help="empty the cache")
+
+    demo = commands.add_parser("demo", parents=[common], help="mount a local demo S3 server with sample logs")
+    demo.add_argument("mountpoint", nargs="?", type=Path, help="where to mount (default: a temporary directory)")
+    demo.add_argument("--interval", type=float, default=5.0, help="seconds between new demo objects (5)")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> tuple[Settings, Path | None]:
+    config_file = Path(args.config_file) if getattr(args, "config_file", None) else None
+    config = file_options(read_config_file(config_file))
+    return Settings(vars(args), config), config_file
+
+
+def mount_options(args: argparse.Namespace) -> MountOptions:
+    settings, config_file = _settings(args)
+    common = common_options(settings, config_file)
+    bucket, prefix = parse_source(args.source)
+    return MountOptions(
+        common=common,
+        bucket=bucket,
+        prefix=prefix,
+        mountpoint=args.mountpoint.expanduser().absolute(),
+        foreground=bool(settings.get("foreground", False, bool)),
+        poll_interval=settings.get("poll_interval", 10.0, float),
+        prefetch=max(0, settings.get("prefetch", 8, int)),
+        raw=bool(settings.get("raw", False, bool)),
+        allow_other=bool(settings.get("allow_other", False, bool)),
+    )
+
+
+def _cmd_mount(args: argparse.Namespace, argv: list[str]) -> int:
+    from .mount import mount
+
+    options = mount_options(args)
+    setup_logging(options.common.log_level, options.common.log_file)
+    return mount(options, argv)
+
+
+def _cmd_umount(args: argparse.Namespace, argv: list[str]) -> int:
+    from .mount import unmount
+
+    return unmount(args.mountpoint.expanduser().absolute())
+
+
+def _cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
+    settings, config_file = _settings(args)
+    common = common_options(settings, config_file)
+    setup_logging(common.log_level, common.log_file)
+    cache = DiskCache(common.cache_dir, common.cache_hours, common.cache_max_size)
+    if args.cache_command == "clear":
+        print(f"removed {cache.clear()} cache entries from {cache.root}")
+        return 0
+    bucket, prefix = parse_source(args.source)
+    client = S3Client(bucket, common.s3, Stats())
+    for info in client.list_objects(prefix):
+        hit = cache.lookup(bucket, info.key, info.etag)
+        print(f"{info.key}: {hit.path if hit else 'NOT IN CACHE'}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, argv: list[str]) -> int:
+    from .demo import run_demo
+
+    settings, config_file = _settings(args)
+    common = common_options(settings, config_file)
+    setup_logging(common.log_level, common.log_file)
+    return run_demo(args.mountpoint, args.interval, common)
+
+
+_COMMANDS: dict[str, Any] = {
+    "mount": _cmd_mount,
+    "umount": _cmd_umount,
+    "cache": _cmd_cache,
+    "demo": _cmd_demo,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(_COMMANDS[args.command](args, argv) or 0)
+    except S3LogFSError as error:
+        print(f"s3logfs: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 141

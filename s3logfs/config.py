@@ -1,0 +1,148 @@
+"""Options: the config file and the typed option records built from it and the CLI.
+
+Precedence runs command line, then config file, then defaults. The config file is INI
+in s3tail's ``~/.s3tailrc`` layout: an ``[options]`` section whose keys are the long
+option names (``cache_hours`` or ``cache-hours``), and a ``[bookmarks]`` section of
+``NAME = KEY:LINE`` or ``NAME = OFFSET`` lines.
+"""
+
+from __future__ import annotations
+
+import configparser
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .cache import default_cache_dir
+from .errors import UsageError
+from .s3 import S3Config
+
+DEFAULT_CONFIG_FILE = Path("~/.s3logfsrc")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``"500M"``, ``"2G"``, ``"1.5GiB"`` or a byte count, as bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise UsageError(f"not a size: {text!r} (try 500M or 2G)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def read_config_file(path: Path | None) -> configparser.ConfigParser:
+    """The parsed config file; an absent default file is an empty config."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # bookmark names keep their case
+    target = (path or DEFAULT_CONFIG_FILE).expanduser()
+    if target.exists():
+        try:
+            parser.read(target, encoding="utf-8")
+        except configparser.Error as error:
+            raise UsageError(f"cannot read config file {target}: {error}") from error
+    elif path is not None:
+        raise UsageError(f"config file not found: {target}")
+    return parser
+
+
+def file_options(parser: configparser.ConfigParser) -> dict[str, str]:
+    """The ``[options]`` section, with keys normalised to underscores."""
+    if not parser.has_section("options"):
+        return {}
+    return {key.replace("-", "_").lower(): value for key, value in parser.items("options")}
+
+
+@dataclass(frozen=True)
+class CommonOptions:
+    """Options every command takes."""
+
+    s3: S3Config
+    cache_dir: Path
+    cache_hours: float
+    cache_max_size: int | None
+    log_level: str
+    log_file: Path | None
+    config_file: Path
+
+
+@dataclass(frozen=True)
+class MountOptions:
+    """Options of ``s3logfs mount``."""
+
+    common: CommonOptions
+    bucket: str
+    prefix: str
+    mountpoint: Path
+    foreground: bool
+    poll_interval: float
+    prefetch: int
+    raw: bool
+    allow_other: bool
+
+    @property
+    def source(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+class Settings:
+    """Looks an option up on the command line, then in the config file, then a default."""
+
+    def __init__(self, cli: Mapping[str, Any], config: Mapping[str, str]) -> None:
+        self._cli = cli
+        self._config = config
+
+    def get(self, name: str, default: Any = None, kind: type = str) -> Any:
+        value = self._cli.get(name)
+        if value is not None:
+            return value
+        text = self._config.get(name)
+        if text is None:
+            return default
+        try:
+            if kind is bool:
+                return text.strip().lower() in ("1", "true", "yes", "on")
+            return kind(text)
+        except ValueError as error:
+            raise UsageError(f"bad value for {name} in the config file: {text!r}") from error
+
+
+def common_options(settings: Settings, config_file: Path | None) -> CommonOptions:
+    max_size = settings.get("cache_max_size")
+    log_file = settings.get("log_file")
+    s3 = S3Config(
+        region=settings.get("region"),
+        profile=settings.get("profile"),
+        endpoint_url=settings.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL") or None,
+    )
+    return CommonOptions(
+        s3=s3,
+        cache_dir=Path(settings.get("cache_dir") or default_cache_dir()).expanduser(),
+        cache_hours=settings.get("cache_hours", 24.0, float),
+        cache_max_size=parse_size(max_size) if isinstance(max_size, str) else max_size,
+        log_level=str(settings.get("log_level", "WARNING")).upper(),
+        log_file=Path(log_file).expanduser() if log_file else None,
+        config_file=(config_file or DEFAULT_CONFIG_FILE).expanduser(),
+    )
+
+
+def setup_logging(level: str, log_file: Path | None) -> None:
+    """Log to ``log_file`` or stderr. botocore stays at WARNING so that no credential is logged."""
+    handler: logging.Handler
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    try:
+        root.setLevel(level)
+    except ValueError as error:
+        raise UsageError(f"unknown log level: {level}") from error
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "mfusepy", "fuse"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,98 @@
+"""FUSE operations: a thin translation between mfusepy and :class:`LogFilesystem`.
+
+Each operation delegates in a line or two. :func:`_translated` turns the typed errors of
+the lower layers into errno (one place, see :func:`s3logfs.errors.errno_for`), and logs
+anything unexpected instead of letting mfusepy report it as EINVAL.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import mfusepy as fuse
+
+from .errors import errno_for
+from .filesystem import LogFilesystem
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+_QUIET = {errno.ENOENT, errno.ENODATA, errno.EROFS}
+
+
+def _translated(method: F) -> F:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except fuse.FuseOSError:
+            raise
+        except Exception as error:  # every failure becomes an errno, never EINVAL by accident
+            code = errno_for(error)
+            if code not in _QUIET:
+                log.error("%s%s failed: %s", method.__name__, args[1:2], error, exc_info=code == errno.EIO)
+            raise fuse.FuseOSError(code) from error
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _read_only(*_args: Any, **_kwargs: Any) -> int:
+    raise fuse.FuseOSError(errno.EROFS)
+
+
+class Operations(fuse.Operations):
+    """The callbacks libfuse calls. ``raw_fi`` is on, so ``fi`` is the fuse_file_info."""
+
+    use_ns = True
+
+    def __init__(self, view: LogFilesystem, on_init: Callable[[], None], on_destroy: Callable[[], None]) -> None:
+        self.view = view
+        self._on_init = on_init
+        self._on_destroy = on_destroy
+
+    def init(self, path: str) -> None:
+        self._on_init()
+
+    def destroy(self, path: str) -> None:
+        self._on_destroy()
+
+    @_translated
+    def getattr(self, path: str, fh: Any = None) -> dict[str, int]:
+        return self.view.attrs(path)
+
+    @_translated
+    def readdir(self, path: str, fh: int) -> list[Any]:
+        return [(name, {"st_mode": mode, "st_ino": ino}, 0) for name, mode, ino in self.view.list_dir(path)]
+
+    @_translated
+    def open(self, path: str, fi: Any) -> int:
+        fi.fh = self.view.open(path, fi.flags)
+        return 0
+
+    @_translated
+    def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
+        return self.view.read(fi.fh, size, offset)
+
+    @_translated
+    def release(self, path: str, fi: Any) -> int:
+        self.view.release(fi.fh)
+        return 0
+
+    @_translated
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        return self.view.xattr(path, name)
+
+    @_translated
+    def listxattr(self, path: str) -> list[str]:
+        return list(self.view.xattrs(path))
+
+    @_translated
+    def statfs(self, path: str) -> dict[str, int]:
+        return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
+
+    create = mkdir = mknod = rmdir = unlink = rename = link = symlink = _read_only
+    truncate = chmod = chown = utimens = write = setxattr = removexattr = _read_only

@@ -1,0 +1,252 @@
+"""Mounting: checks that fail fast, the daemon, and unmounting.
+
+``s3logfs mount`` runs every check (FUSE present, mountpoint usable, bucket reachable
+with the credentials at hand) before anything is mounted, so a bad input costs one line
+on stderr and leaves nothing behind.
+
+Going to the background does not fork a process that already holds threads: the parent
+starts a fresh ``s3logfs mount --foreground`` child in a new session and reads its
+stderr. The child detaches its stderr once libfuse calls ``init`` (the mount is up);
+the parent sees the pipe close, checks that the mountpoint answers, and returns 0. If
+the child dies first, the parent prints the child's last line and returns 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import select
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cache import DiskCache
+from .catalog import Catalog
+from .config import MountOptions
+from .errors import S3LogFSError, UsageError
+from .filesystem import LogFilesystem, ViewOptions
+from .names import Tree
+from .objects import ObjectFetcher
+from .s3 import S3Client, Stats
+
+log = logging.getLogger(__name__)
+
+RESERVED_ROOT_NAMES = frozenset({"stream", ".bookmarks"})
+DAEMON_ENV = "S3LOGFS_DAEMON_CHILD"
+READY_TIMEOUT = 120.0
+_EVICT_EVERY = 300.0
+FUSE_HINT = "install FUSE: apt-get install fuse3 libfuse2 (Debian/Ubuntu) or dnf install fuse3 fuse-libs"
+
+
+class FuseMissing(S3LogFSError):
+    """FUSE is not usable on this machine."""
+
+
+@dataclass
+class Engine:
+    """Everything below the FUSE layer, wired for one bucket prefix."""
+
+    client: S3Client
+    cache: DiskCache
+    fetcher: ObjectFetcher
+    catalog: Catalog
+
+
+def dir_prefix(prefix: str) -> str:
+    """The directory a prefix lists: ``logs/prod-2016`` shows the keys of ``logs/``."""
+    return prefix[: prefix.rfind("/") + 1]
+
+
+def build_engine(options: MountOptions, client: S3Client | None = None) -> Engine:
+    common = options.common
+    client = client or S3Client(options.bucket, common.s3, Stats())
+    cache = DiskCache.open(common.cache_dir, common.cache_hours, common.cache_max_size)
+    fetcher = ObjectFetcher(client, cache)
+    tree = Tree(dir_prefix(options.prefix), not options.raw, set(RESERVED_ROOT_NAMES), first_ino=16)
+    catalog = Catalog(fetcher, options.prefix, tree, options.poll_interval)
+    return Engine(client, cache, fetcher, catalog)
+
+
+def check_fuse() -> None:
+    if not os.path.exists("/dev/fuse"):
+        raise FuseMissing(f"/dev/fuse is missing: {FUSE_HINT}")
+    if not (shutil.which("fusermount3") or shutil.which("fusermount")):
+        raise FuseMissing(f"fusermount is not installed: {FUSE_HINT}")
+    try:
+        import mfusepy  # noqa: F401  # loading it loads libfuse
+    except (OSError, ImportError) as error:
+        raise FuseMissing(f"libfuse cannot be loaded ({error}): {FUSE_HINT}") from error
+
+
+def is_mounted(path: Path) -> bool:
+    target = os.path.realpath(path)
+    with open("/proc/mounts", encoding="utf-8") as mounts:
+        return any(_unescape_mount_path(line.split()[1]) == target for line in mounts if line.strip())
+
+
+def _unescape_mount_path(field: str) -> str:
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+def check_mountpoint(path: Path) -> None:
+    try:
+        is_dir = path.is_dir()
+    except OSError as error:  # ENOTCONN: a FUSE daemon died and left its mount
+        raise UsageError(f"mountpoint {path} is a stale mount ({error.strerror}): run fusermount -u -z {path}")
+    if is_mounted(path):
+        raise UsageError(f"mountpoint {path} is already mounted: run s3logfs umount {path} first")
+    if not path.exists():
+        raise UsageError(f"mountpoint does not exist: {path} (create it with mkdir -p {path})")
+    if not is_dir:
+        raise UsageError(f"mountpoint is not a directory: {path}")
+    if any(path.iterdir()):
+        raise UsageError(f"mountpoint is not empty: {path}")
+
+
+def preflight(options: MountOptions) -> S3Client:
+    """Every check that can fail before mounting. Returns the client that passed them."""
+    check_fuse()
+    check_mountpoint(options.mountpoint)
+    client = S3Client(options.bucket, options.common.s3, Stats())
+    client.check_access(options.prefix)
+    return client
+
+
+def mount(options: MountOptions, argv: list[str]) -> int:
+    """``s3logfs mount``: in the foreground, or through a background child."""
+    if os.environ.get(DAEMON_ENV) == "1":
+        return run_daemon(options, client=None, detach_stderr=True)
+    client = preflight(options)
+    if options.foreground:
+        return run_daemon(options, client, detach_stderr=False)
+    return _start_background(options, argv)
+
+
+def _start_background(options: MountOptions, argv: list[str]) -> int:
+    env = dict(os.environ, **{DAEMON_ENV: "1"})
+    child = subprocess.Popen(
+        [sys.executable, "-m", "s3logfs", *argv, "--foreground"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    assert child.stderr is not None
+    output = _read_until_closed(child.stderr.fileno(), READY_TIMEOUT)
+    child.stderr.close()
+    if child.poll() is None and _answers(options.mountpoint):
+        return 0
+    if child.poll() is None:
+        child.terminate()
+        subprocess.run(_fusermount_command(options.mountpoint, lazy=True), capture_output=True, check=False)
+    lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
+    raise S3LogFSError(lines[-1] if lines else f"the mount daemon exited with status {child.wait()}")
+
+
+def _read_until_closed(fd: int, timeout: float) -> bytes:
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            break
+        data = os.read(fd, 65536)
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def _answers(mountpoint: Path) -> bool:
+    try:
+        return is_mounted(mountpoint) and os.stat(mountpoint).st_ino == 1
+    except OSError:
+        return False
+
+
+def run_daemon(options: MountOptions, client: S3Client | None, detach_stderr: bool) -> int:
+    """Mount and serve until unmounted. Threads start in ``init``, after libfuse is up."""
+    from .fuse_ops import Operations  # imports mfusepy, which needs libfuse
+    import mfusepy
+
+    engine = build_engine(options, client)
+    engine.catalog.load()
+    view = LogFilesystem(
+        engine.catalog,
+        ViewOptions(
+            source=options.source,
+            revalidate_after=options.poll_interval if options.poll_interval > 0 else math.inf,
+            uid=os.getuid(),
+            gid=os.getgid(),
+        ),
+    )
+    stop = threading.Event()
+
+    def on_init() -> None:
+        if detach_stderr:
+            _detach_stderr(options)
+        engine.catalog.start()
+        threading.Thread(target=_evict_loop, args=(engine.cache, stop), name="s3logfs-evict", daemon=True).start()
+        log.info("mounted %s on %s", options.source, options.mountpoint)
+
+    def on_destroy() -> None:
+        stop.set()
+        engine.catalog.stop()
+        view.close()
+        engine.cache.close()
+
+    operations = Operations(view, on_init, on_destroy)
+    mfusepy.FUSE(
+        operations,
+        str(options.mountpoint),
+        raw_fi=True,
+        foreground=True,
+        fsname=f"s3logfs:{options.bucket}",
+        subtype="s3logfs",
+        use_ino=True,
+        attr_timeout=0,
+        entry_timeout=1,
+        negative_timeout=0,
+        allow_other=options.allow_other,
+    )
+    return 0
+
+
+def _detach_stderr(options: MountOptions) -> None:
+    """Close the pipe to the parent: from now on stderr goes to the log file."""
+    target = options.common.log_file or os.devnull
+    fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _evict_loop(cache: DiskCache, stop: threading.Event) -> None:
+    while True:
+        try:
+            cache.evict()
+        except OSError as error:
+            log.warning("cache eviction failed: %s", error)
+        if stop.wait(_EVICT_EVERY):
+            return
+
+
+def _fusermount_command(mountpoint: Path, lazy: bool = False) -> list[str]:
+    binary = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount"
+    return [binary, "-u", *(["-z"] if lazy else []), str(mountpoint)]
+
+
+def unmount(mountpoint: Path) -> int:
+    """``s3logfs umount``: unmount, and wait until the mount is gone."""
+    if not is_mounted(mountpoint):
+        raise UsageError(f"not mounted: {mountpoint}")
+    result = subprocess.run(_fusermount_command(mountpoint), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["fusermount failed"])[-1]
+        raise S3LogFSError(f"cannot unmount {mountpoint}: {reason}")
+    return 0

@@ -1,0 +1,274 @@
+"""The S3 layer: listing, streaming and ranged GETs, retries, and request counters.
+
+This is the only module that talks to S3. Everything above it sees :class:`ObjectInfo`
+records and bytes, and the typed errors of :mod:`s3logfs.errors`.
+
+botocore retries whole requests (throttling, 5xx, connection errors) with its
+``standard`` or ``adaptive`` mode. It does not retry a body that breaks half way
+(``ResponseStreamingError``), so :meth:`S3Client.iter_object` resumes such a body itself
+with a ranged GET from the last good byte, pinned to the ETag with ``If-Match``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+import urllib3.exceptions
+
+from .errors import BucketNotFound, CredentialsError, ObjectChanged, ObjectNotFound, S3Error, UsageError
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1 << 20
+"""Bytes per read from a response body: large enough to keep syscalls few, small enough for RSS."""
+
+_CREDENTIAL_CODES = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "AllAccessDisabled",
+    "403",
+}
+_MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
+_BODY_ERRORS = (
+    botocore.exceptions.ResponseStreamingError,
+    botocore.exceptions.IncompleteReadError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectionError,
+    urllib3.exceptions.HTTPError,
+    ConnectionError,
+)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object as a listing shows it."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: float
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """How to reach S3. Built once from the command line and the config file."""
+
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    max_pool_connections: int = 32
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_attempts: int = 6
+    retry_mode: str = "adaptive"
+
+    @property
+    def resolved_endpoint(self) -> str | None:
+        return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+@dataclass
+class Stats:
+    """Counters shown in the root's ``user.s3logfs.stats`` xattr. Thread-safe."""
+
+    keys: int = 0
+    bytes: int = 0
+    gets: int = 0
+    lists: int = 0
+    heads: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    retries: int = 0
+    errors: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **deltas: int) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+    def set(self, **values: int) -> None:
+        with self._lock:
+            for name, value in values.items():
+                setattr(self, name, value)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "keys": self.keys,
+                "bytes": self.bytes,
+                "gets": self.gets,
+                "lists": self.lists,
+                "heads": self.heads,
+                "cache_hits": self.cache_hits,
+                "cache_misses": self.cache_misses,
+                "retries": self.retries,
+                "errors": self.errors,
+            }
+
+
+def parse_source(source: str) -> tuple[str, str]:
+    """Split ``[s3://]BUCKET[/PREFIX]`` into bucket and prefix."""
+    text = source[5:] if source.startswith("s3://") else source
+    bucket, _, prefix = text.partition("/")
+    if not bucket:
+        raise UsageError(f"no bucket in {source!r}: expected [s3://]BUCKET[/PREFIX]")
+    return bucket, prefix
+
+
+def _error_code(error: botocore.exceptions.ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+class S3Client:
+    """A thread-safe wrapper of a boto3 S3 client, for one bucket."""
+
+    def __init__(self, bucket: str, config: S3Config, stats: Stats | None = None) -> None:
+        self.bucket = bucket
+        self.config = config
+        self.stats = stats or Stats()
+        self._client = self._make_client(config)
+
+    @staticmethod
+    def _make_client(config: S3Config) -> Any:
+        try:
+            session = boto3.session.Session(profile_name=config.profile, region_name=config.region)
+        except botocore.exceptions.ProfileNotFound as error:
+            raise CredentialsError(f"AWS profile not found: {config.profile}") from error
+        boto_config = botocore.config.Config(
+            max_pool_connections=config.max_pool_connections,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+            retries={"mode": config.retry_mode, "max_attempts": config.max_attempts},
+            s3={"addressing_style": "path"} if config.resolved_endpoint else None,
+        )
+        return session.client("s3", endpoint_url=config.resolved_endpoint, config=boto_config)
+
+    def _call(self, operation: str, key: str | None = None, **params: Any) -> Any:
+        """Run one S3 call, count it, and translate its failure into our error tree."""
+        try:
+            response = getattr(self._client, operation)(Bucket=self.bucket, **params)
+        except botocore.exceptions.ClientError as error:
+            self.stats.add(errors=1)
+            raise self._translate(error, key) from error
+        except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError) as error:
+            raise CredentialsError("no AWS credentials found (environment, profile, SSO or instance role)") from error
+        except botocore.exceptions.BotoCoreError as error:
+            self.stats.add(errors=1)
+            raise S3Error(f"S3 request failed: {error}") from error
+        retries = response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+        if retries:
+            self.stats.add(retries=retries)
+        return response
+
+    def _translate(self, error: botocore.exceptions.ClientError, key: str | None) -> Exception:
+        code = _error_code(error)
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code == "NoSuchBucket":
+            return BucketNotFound(f"bucket not found: {self.bucket}")
+        if code in _CREDENTIAL_CODES or status == 403:
+            return CredentialsError(f"access denied to s3://{self.bucket} ({code})")
+        if key is not None and (code in _MISSING_KEY_CODES or status == 404):
+            return ObjectNotFound(f"object not found: s3://{self.bucket}/{key}")
+        if code in ("PreconditionFailed", "412") or status == 412:
+            return ObjectChanged(f"object changed while reading: s3://{self.bucket}/{key}")
+        if status == 404:
+            return BucketNotFound(f"bucket not found: {self.bucket}")
+        return S3Error(f"S3 error {code or status} on s3://{self.bucket}/{key or ''}")
+
+    def check_access(self, prefix: str) -> None:
+        """Fail fast on a missing bucket or missing/denied credentials."""
+        self.stats.add(lists=1)
+        self._call("list_objects_v2", Prefix=prefix, MaxKeys=1)
+
+    def list_objects(self, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix``, in key order, after ``start_after`` if given."""
+        params: dict[str, Any] = {"Prefix": prefix}
+        if start_after:
+            params["StartAfter"] = start_after
+        while True:
+            self.stats.add(lists=1)
+            page = self._call("list_objects_v2", **params)
+            for item in page.get("Contents", ()):
+                yield ObjectInfo(
+                    key=item["Key"],
+                    size=int(item["Size"]),
+                    etag=item.get("ETag", "").strip('"'),
+                    last_modified=item["LastModified"].timestamp(),
+                )
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            params = {"Prefix": prefix, "ContinuationToken": token}
+
+    def head(self, key: str) -> ObjectInfo:
+        self.stats.add(heads=1)
+        response = self._call("head_object", key=key, Key=key)
+        return ObjectInfo(
+            key=key,
+            size=int(response["ContentLength"]),
+            etag=response.get("ETag", "").strip('"'),
+            last_modified=response["LastModified"].timestamp(),
+        )
+
+    def get_range(self, key: str, byte_range: str, etag: str | None = None) -> bytes:
+        """The bytes of one HTTP range (``"0-1"``, ``"-4"``) of an object, read whole."""
+        for attempt in range(self.config.max_attempts):
+            response = self._get(key, f"bytes={byte_range}", etag)
+            try:
+                data: bytes = response["Body"].read()
+            except _BODY_ERRORS as error:
+                self._note_body_failure(key, attempt, error)
+                continue
+            self.stats.add(bytes=len(data))
+            return data
+        raise S3Error(f"giving up on s3://{self.bucket}/{key} after {self.config.max_attempts} broken bodies")
+
+    def iter_object(self, key: str, etag: str | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """Stream a whole object, resuming broken bodies from the last good byte."""
+        position = 0
+        failures = 0
+        while True:
+            response = self._get(key, f"bytes={position}-" if position else None, etag)
+            try:
+                for chunk in response["Body"].iter_chunks(chunk_size):
+                    position += len(chunk)
+                    self.stats.add(bytes=len(chunk))
+                    yield chunk
+                return
+            except _BODY_ERRORS as error:
+                failures += 1
+                if failures >= self.config.max_attempts:
+                    self.stats.add(errors=1)
+                    raise S3Error(f"giving up on s3://{self.bucket}/{key} at byte {position}: {error}") from error
+                self._note_body_failure(key, failures, error)
+
+    def _get(self, key: str, byte_range: str | None, etag: str | None) -> Any:
+        params: dict[str, Any] = {"Key": key}
+        if byte_range:
+            params["Range"] = byte_range
+        if etag:
+            params["IfMatch"] = f'"{etag}"'
+        self.stats.add(gets=1)
+        response = self._call("get_object", key=key, **params)
+        if etag and byte_range and response.get("ETag", "").strip('"') not in ("", etag):
+            raise ObjectChanged(f"object changed while reading: s3://{self.bucket}/{key}")
+        return response
+
+    def _note_body_failure(self, key: str, attempt: int, error: BaseException) -> None:
+        self.stats.add(retries=1)
+        log.warning("broken response body for s3://%s/%s (%s); retrying", self.bucket, key, error)
+        time.sleep(min(2.0, 0.05 * (2**attempt)))
