@@ -64,8 +64,9 @@ ALB_NAME = "my-alb"
 ALB_ID = "50dc6c495c0c9188"
 ALB_NODE_IPS = ("10.0.0.1", "10.0.1.17", "10.0.2.33")
 ALB_CERT_ARN = f"arn:aws:acm:{REGION}:{ACCOUNT_ID}:certificate/3f1c2a4e-8b7d-4e2f-9a61-0c5d7e8f9b12"
-ALB_TG_WEB = f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT_ID}:targetgroup/web-targets/73e2d6bc24d8a067"
-ALB_TG_API = f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT_ID}:targetgroup/api-targets/1d84f3d73c47ec4e"
+_TG_ARN = f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT_ID}:targetgroup"
+ALB_TG_WEB = f"{_TG_ARN}/web-targets/73e2d6bc24d8a067"
+ALB_TG_API = f"{_TG_ARN}/api-targets/1d84f3d73c47ec4e"
 ALB_WEB_TARGETS = ("10.0.1.23:80", "10.0.2.117:80", "10.0.3.41:80")
 ALB_API_TARGETS = ("10.0.1.88:8080", "10.0.2.54:8080")
 
@@ -233,7 +234,8 @@ def _s3_request(rng: random.Random, res: tuple, status: int) -> tuple[str, ...]:
         return _s3_sdk_request(rng, status)
     key = "index.html" if path == "/" else path.lstrip("/")
     sent, obj = _s3_sizes(status, size)
-    return "-", "REST.GET.OBJECT", key, f"GET /{key} HTTP/1.1", "-", "-", _S3_ERRORS.get(status, "-"), sent, obj
+    err = _S3_ERRORS.get(status, "-")
+    return "-", "REST.GET.OBJECT", key, f"GET /{key} HTTP/1.1", "-", "-", err, sent, obj
 
 
 _S3_ERRORS = {403: "AccessDenied", 404: "NoSuchKey", 500: "InternalError", 502: "InternalError",
@@ -265,17 +267,19 @@ def _s3_sdk_request(rng: random.Random, status: int) -> tuple[str, ...]:
     size = rng.randint(300, 1800)
     if pick < 0.55:
         sent, obj = ("-", str(size)) if status == 200 else _s3_sizes(status, size)
-        return requester, "REST.PUT.OBJECT", key, f"PUT /{key} HTTP/1.1", "SigV4", "AuthHeader", err, sent, obj
+        return (requester, "REST.PUT.OBJECT", key, f"PUT /{key} HTTP/1.1", "SigV4", "AuthHeader",
+                err, sent, obj)
     if pick < 0.7:
         return (requester, "REST.HEAD.OBJECT", key, f"HEAD /{key} HTTP/1.1", "SigV4", "AuthHeader",
                 err, "-", str(size) if status == 200 else "-")
     sent, obj = _s3_sizes(status, size)
-    return requester, "REST.GET.OBJECT", key, f"GET /{key} HTTP/1.1", "SigV4", "AuthHeader", err, sent, obj
+    return (requester, "REST.GET.OBJECT", key, f"GET /{key} HTTP/1.1", "SigV4", "AuthHeader",
+            err, sent, obj)
 
 
 def _s3_time(epoch_us: int) -> str:
     t = _from_us(epoch_us)
-    return f"{t.day:02d}/{_MONTHS[t.month - 1]}/{t.year:04d}:{t.hour:02d}:{t.minute:02d}:{t.second:02d} +0000"
+    return f"{t.day:02d}/{_MONTHS[t.month - 1]}/{t.year:04d}:{t:%H:%M:%S} +0000"
 
 
 def _s3_line(rng: random.Random, epoch_us: int, ip: str, ua: str, res: tuple, status: int) -> str:
@@ -498,7 +502,7 @@ def cloudfront_object(rng: random.Random, when: datetime, lines: int,
     return DemoObject(key=key, body=_gzip(content), content=content)
 
 
-# --------------------------------------------------------------------------- CloudWatch Logs via Firehose
+# --------------------------------------------------------------------------- CWL via Firehose
 
 
 _STAMP = "<event-time>"  # placeholder in Lambda messages, replaced by each event's own time
@@ -514,8 +518,7 @@ def _lambda_invocation(rng: random.Random) -> list[str]:
     item = rng.randint(1, 480)
     duration = rng.expovariate(1 / 40) + 1.5
     messages = [f"START RequestId: {rid} Version: $LATEST",
-                f"{_STAMP}\t{rid}\tINFO\tGET /api/v1/items/{item} from {rng.choice(_PUBLIC_FIRST_OCTETS)}."
-                f"{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"]
+                f"{_STAMP}\t{rid}\tINFO\tGET /api/v1/items/{item} from {_client_pool(rng, 1)[0][0]}"]
     if rng.random() < 0.08:
         messages.append(f"{_STAMP}\t{rid}\tERROR\tError: connect ETIMEDOUT 10.0.3.17:5432")
     else:
@@ -523,7 +526,8 @@ def _lambda_invocation(rng: random.Random) -> list[str]:
                         f"(cache {'hit' if rng.random() < 0.7 else 'miss'})")
     messages += [f"END RequestId: {rid}",
                  f"REPORT RequestId: {rid}\tDuration: {duration:.2f} ms\tBilled Duration: "
-                 f"{math.ceil(duration)} ms\tMemory Size: 256 MB\tMax Memory Used: {rng.randint(68, 112)} MB\t"]
+                 f"{math.ceil(duration)} ms\tMemory Size: 256 MB\t"
+                 f"Max Memory Used: {rng.randint(68, 112)} MB\t"]
     return messages
 
 

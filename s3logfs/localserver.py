@@ -19,6 +19,12 @@ from urllib.parse import parse_qs, unquote
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
+
+_NEWLINE_STANDIN = "\ue00a"
+"""moto cannot route a key holding a newline (real S3 can), so the middleware swaps the
+newline for this private-use character on the way in and back on the way out."""
+_STANDIN_WSGI = _NEWLINE_STANDIN.encode().decode("latin-1")
+_STANDIN_URL = "%EE%80%8A"
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
@@ -100,16 +106,18 @@ class CountingMiddleware:
             fault = self._take_fault(kind, key)
             if fault is not None and fault.status is not None:
                 return self._fail(fault.status, method, kind, bucket, key, environ, start_response)
-            status_holder: list[int] = []
-
-            def recording_start_response(status: str, headers: Any, *args: Any) -> Any:
-                status_holder.append(int(status.split()[0]))
-                return start_response(status, headers, *args)
-
-            body = b"".join(self.app(environ, recording_start_response))
+            started: list[Any] = []
+            _hide_newlines(environ)
+            original = b"".join(self.app(environ, lambda *args: started.append(args)))
+            body = _restore_newlines(original)
+            status, headers = started[0][0], started[0][1]
+            if len(body) != len(original):
+                headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+                headers.append(("Content-Length", str(len(body))))
             if fault is not None and fault.truncate_at is not None:
-                body = body[: fault.truncate_at]
-            self._record(method, kind, bucket, key, environ, status_holder[0] if status_holder else 0, len(body))
+                body = body[: fault.truncate_at]  # the full length is announced: a broken body
+            start_response(status, headers)
+            self._record(method, kind, bucket, key, environ, int(status.split()[0]), len(body))
             return [body]
         finally:
             with self._lock:
@@ -127,6 +135,16 @@ class CountingMiddleware:
         request = Request(method, kind, bucket, key, environ.get("HTTP_RANGE"), status, size if kind == "get" else 0)
         with self._lock:
             self.counters.requests.append(request)
+
+
+def _hide_newlines(environ: dict[str, Any]) -> None:
+    environ["PATH_INFO"] = environ.get("PATH_INFO", "").replace("\n", _STANDIN_WSGI)
+    query = environ.get("QUERY_STRING", "")
+    environ["QUERY_STRING"] = query.replace("%0A", _STANDIN_URL).replace("%0a", _STANDIN_URL)
+
+
+def _restore_newlines(body: bytes) -> bytes:
+    return body.replace(_STANDIN_URL.encode(), b"%0A").replace(_NEWLINE_STANDIN.encode(), b"\n")
 
 
 class LocalS3Server:

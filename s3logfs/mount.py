@@ -65,8 +65,9 @@ def dir_prefix(prefix: str) -> str:
 def build_engine(options: MountOptions, client: S3Client | None = None) -> Engine:
     common = options.common
     client = client or S3Client(options.bucket, common.s3, Stats())
-    cache = DiskCache.open(common.cache_dir, common.cache_hours, common.cache_max_size)
-    fetcher = ObjectFetcher(client, cache)
+    cache_dir = common.cache_dir / "raw" if options.raw else common.cache_dir  # stored bytes apart
+    cache = DiskCache.open(cache_dir, common.cache_hours, common.cache_max_size)
+    fetcher = ObjectFetcher(client, cache, decode=not options.raw)
     tree = Tree(dir_prefix(options.prefix), not options.raw, set(RESERVED_ROOT_NAMES), first_ino=16)
     catalog = Catalog(fetcher, options.prefix, tree, options.poll_interval)
     return Engine(client, cache, fetcher, catalog)

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from .cache import CachedObject, DiskCache
-from .codecs import GZIP, AutoDecoder, detect, gzip_isize
+from .codecs import GZIP, AutoDecoder, PlainDecoder, detect, gzip_isize
 from .errors import CodecError
 from .s3 import ObjectInfo, S3Client
 
@@ -37,9 +37,10 @@ class SizeProbe:
 class ObjectFetcher:
     """Fetch, decode and cache objects of one bucket."""
 
-    def __init__(self, client: S3Client, cache: DiskCache) -> None:
+    def __init__(self, client: S3Client, cache: DiskCache, decode: bool = True) -> None:
         self.client = client
         self.cache = cache
+        self.decode = decode
         self._inflight: dict[tuple[str, str], Future[CachedObject]] = {}
         self._lock = threading.Lock()
 
@@ -77,13 +78,13 @@ class ObjectFetcher:
 
     def _download(self, info: ObjectInfo) -> CachedObject:
         self.client.stats.add(cache_misses=1)
-        decoder = AutoDecoder()
+        decoder = AutoDecoder() if self.decode else PlainDecoder()
         try:
             with self.cache.writer(self.bucket, info.key, info.etag) as out:
                 for chunk in self.client.iter_object(info.key, info.etag or None):
                     out.write(decoder.decode(chunk))
                 out.write(decoder.flush())
-                out.encoding = decoder.encoding or "plain"
+                out.encoding = getattr(decoder, "encoding", None) or "plain"
         except CodecError as error:
             self.client.stats.add(errors=1)
             log.error("cannot decode s3://%s/%s: %s", self.bucket, info.key, error)
@@ -97,7 +98,7 @@ class ObjectFetcher:
         hit = self.cached(info)
         if hit is not None:
             return SizeProbe(hit.size, True, hit.encoding)
-        if info.size < 2:
+        if info.size < 2 or not self.decode:
             return SizeProbe(info.size, True, "plain")
         head = self.client.get_range(info.key, "0-1", info.etag or None)
         if detect(head) != GZIP:

@@ -1,0 +1,140 @@
+"""Bad input fails fast: one line on stderr, a non-zero exit, no traceback, no mount left."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import is_mounted, run, s3logfs_command, unmount_quietly
+from s3logfs.localserver import LocalS3Server
+
+
+def refuse(command: list[str], mountpoint: Path, env: dict[str, str] | None = None) -> str:
+    was_mounted = is_mounted(mountpoint)
+    result = run(command, check=False, env=env)
+    stderr = result.stderr.decode()
+    assert result.returncode != 0, stderr
+    assert "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert is_mounted(mountpoint) == was_mounted
+    return lines[0]
+
+
+def mount_command(server: LocalS3Server, source: str, mountpoint: Path, tmp_path: Path) -> list[str]:
+    return s3logfs_command("mount", source, str(mountpoint), "--endpoint-url", server.endpoint_url,
+                           "--cache-dir", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def empty_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "mnt"
+    path.mkdir()
+    return path
+
+
+def test_missing_bucket(server: LocalS3Server, empty_dir: Path, tmp_path: Path) -> None:
+    line = refuse(mount_command(server, "no-such-bucket-here", empty_dir, tmp_path), empty_dir)
+    assert "bucket not found: no-such-bucket-here" in line
+
+
+def test_missing_credentials(server: LocalS3Server, bucket: str, empty_dir: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+               AWS_EC2_METADATA_DISABLED="true", AWS_DEFAULT_REGION="us-east-1")
+    line = refuse(mount_command(server, bucket, empty_dir, tmp_path), empty_dir, env=env)
+    assert "no AWS credentials found" in line
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def strict_server() -> Iterator[str]:
+    """A moto server that checks credentials: only its first request goes unauthenticated."""
+    port = _free_port()
+    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="1")
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        import boto3
+
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="locked-bucket")
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_denied_credentials(strict_server: str, empty_dir: Path, tmp_path: Path) -> None:
+    command = s3logfs_command("mount", "locked-bucket", str(empty_dir), "--endpoint-url", strict_server,
+                              "--cache-dir", str(tmp_path / "cache"))
+    line = refuse(command, empty_dir)
+    assert "access denied to s3://locked-bucket" in line
+
+
+def test_missing_mountpoint(server: LocalS3Server, bucket: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    line = refuse(mount_command(server, bucket, missing, tmp_path), missing)
+    assert "mountpoint does not exist" in line
+    assert not missing.exists()
+
+
+def test_non_empty_mountpoint(server: LocalS3Server, bucket: str, empty_dir: Path, tmp_path: Path) -> None:
+    (empty_dir / "precious.txt").write_text("keep me")
+    line = refuse(mount_command(server, bucket, empty_dir, tmp_path), empty_dir)
+    assert "mountpoint is not empty" in line
+    assert (empty_dir / "precious.txt").read_text() == "keep me"
+
+
+def test_already_mounted(server: LocalS3Server, bucket: str, s3: Any, mount_factory: Any, tmp_path: Path) -> None:
+    s3.put_object(Bucket=bucket, Key="a.log", Body=b"a\n")
+    mount = mount_factory(bucket)
+    line = refuse(mount_command(server, bucket, mount.path, tmp_path), mount.path)
+    assert "already mounted" in line
+    assert (mount.path / "a.log").read_bytes() == b"a\n"
+
+
+def test_no_fuse_on_the_machine(server: LocalS3Server, bucket: str, empty_dir: Path, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    os.symlink(sys.executable, bin_dir / "python3")
+    env = dict(os.environ, PATH=str(bin_dir))
+    line = refuse(mount_command(server, bucket, empty_dir, tmp_path), empty_dir, env=env)
+    assert "fusermount is not installed" in line and "apt-get install fuse3" in line
+
+
+def test_umount_of_a_directory_that_is_not_mounted(empty_dir: Path) -> None:
+    line = refuse(s3logfs_command("umount", str(empty_dir)), empty_dir)
+    assert "not mounted" in line
+
+
+def test_umount_unmounts(server: LocalS3Server, bucket: str, s3: Any, mount_factory: Any) -> None:
+    s3.put_object(Bucket=bucket, Key="a.log", Body=b"a\n")
+    mount = mount_factory(bucket)
+    run(s3logfs_command("umount", str(mount.path)))
+    assert not is_mounted(mount.path)
+
+
+def test_bad_source(empty_dir: Path, tmp_path: Path) -> None:
+    line = refuse(s3logfs_command("mount", "s3://", str(empty_dir)), empty_dir)
+    assert "no bucket" in line
