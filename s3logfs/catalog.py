@@ -5,9 +5,14 @@ are appended, even when they sort before keys already seen, so the order never c
 during a mount (SPEC section 4). Each entry carries the object's listing record, its
 file node in the tree, and its decoded size once known.
 
-The poller lists new keys every ``poll_interval`` seconds with ListObjectsV2
-``StartAfter`` the greatest key seen, and every ``full_relist_every`` polls it lists the
-whole prefix, to catch keys that sort earlier and objects replaced in place.
+The poller runs every ``poll_interval`` seconds:
+
+* While the prefix fits in one listing page (1,000 keys), a full listing costs the same
+  single request as an incremental one, so every poll lists everything: keys that sort
+  earlier and objects replaced in place show up at the next poll.
+* Beyond that, each poll lists only new keys with ListObjectsV2 ``StartAfter``, once per
+  top-level folder below the prefix (AWS writes each source under its own folder, in
+  time order), and every ``full_relist_every`` polls it lists the whole prefix again.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from .objects import ObjectFetcher
 from .s3 import ObjectInfo
 
 log = logging.getLogger(__name__)
+
+_MAX_FOLDERS_PER_POLL = 16
+"""Above this many top-level folders, an incremental poll is one listing after the greatest key."""
 
 
 @dataclass
@@ -72,6 +80,7 @@ class Catalog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._polls = 0
+        self._full_listing_pages = 1
 
     @property
     def stats(self):  # noqa: ANN201 - the S3 layer's Stats
@@ -83,7 +92,7 @@ class Catalog:
 
     def load(self, known_order: Iterable[str] = ()) -> None:
         """List the prefix; keys of ``known_order`` (a persisted order) come first, in that order."""
-        listed = {info.key: info for info in self.fetcher.client.list_objects(self.prefix)}
+        listed = {info.key: info for info in self._full_listing()}
         ordered = [listed.pop(key) for key in known_order if key in listed]
         self._add(ordered + sorted(listed.values(), key=lambda info: info.key))
 
@@ -108,14 +117,35 @@ class Catalog:
                 listener(added)
         return added
 
+    def _full_listing(self) -> list[ObjectInfo]:
+        infos = list(self.fetcher.client.list_objects(self.prefix))
+        self._full_listing_pages = max(1, -(-len(infos) // 1000))
+        return infos
+
+    def _folder_starts(self) -> dict[str, str]:
+        """Each top-level folder's prefix, and the greatest key seen in it."""
+        starts: dict[str, str] = {}
+        with self._lock:
+            for key in self.by_key:
+                folder, slash, _ = key[len(self.prefix) :].partition("/")
+                group = f"{self.prefix}{folder}/" if slash else self.prefix
+                starts[group] = max(starts.get(group, ""), key)
+        if len(starts) > _MAX_FOLDERS_PER_POLL:
+            return {self.prefix: self.greatest_key}
+        starts.setdefault(self.prefix, self.greatest_key)
+        starts[self.prefix] = self.greatest_key  # also catches new folders that sort last
+        return starts
+
     def poll_once(self) -> list[Entry]:
         """One round of the poller. Returns the entries it added."""
         self._polls += 1
-        if self._polls % self.full_relist_every == 0:
-            infos = list(self.fetcher.client.list_objects(self.prefix))
+        if self._full_listing_pages <= 1 or self._polls % self.full_relist_every == 0:
+            infos = self._full_listing()
             self._refresh_known(infos)
         else:
-            infos = list(self.fetcher.client.list_objects(self.prefix, start_after=self.greatest_key or None))
+            infos = []
+            for group, start_after in self._folder_starts().items():
+                infos.extend(self.fetcher.client.list_objects(group, start_after=start_after or None))
         added = self._add([info for info in infos if info.key not in self.by_key])
         if added:
             log.info("found %d new object(s), last %s", len(added), added[-1].key)

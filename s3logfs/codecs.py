@@ -26,6 +26,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 GZIP = "gzip"
 PLAIN = "plain"
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
+_INFLATE_ERRORS = (zlib.error, _zlib.error)
+"""isal raises its own ``IsalError``, which is not a ``zlib.error``."""
 
 
 class Decoder(Protocol):
@@ -53,6 +55,8 @@ class GzipDecoder:
     def __init__(self) -> None:
         self._inflater = _zlib.decompressobj(_GZIP_WBITS)
         self._in_member = False
+        self._members_done = 0
+        self._in_padding = False
         self._pending = b""
 
     def decode(self, data: bytes) -> bytes:
@@ -60,24 +64,30 @@ class GzipDecoder:
         data = self._pending + data
         self._pending = b""
         while data:
+            if self._in_padding:
+                if data.strip(b"\0"):
+                    raise CodecError("corrupt gzip: unexpected bytes after the zero padding")
+                break
             if not self._in_member:
+                if self._members_done and data[:1] == b"\0":
+                    self._in_padding = True  # zero padding after the last member, as some writers leave
+                    continue
                 if len(data) < 2:
                     self._pending = data
                     break
                 if data[:2] != GZIP_MAGIC:
-                    if data.strip(b"\0"):
-                        raise CodecError("corrupt gzip: unexpected bytes after a member")
-                    break  # zero padding after the last member, as some writers leave
+                    raise CodecError("corrupt gzip: unexpected bytes after a member")
                 self._in_member = True
             try:
                 out.append(self._inflater.decompress(data))
-            except zlib.error as error:  # isal raises zlib.error too
+            except _INFLATE_ERRORS as error:
                 raise CodecError(f"corrupt gzip: {error}") from error
             if not self._inflater.eof:
                 break
             data = self._inflater.unused_data
             self._inflater = _zlib.decompressobj(_GZIP_WBITS)
             self._in_member = False
+            self._members_done += 1
         return b"".join(out)
 
     def flush(self) -> bytes:

@@ -35,7 +35,7 @@ def parse_size(text: str) -> int:
 
 
 def read_config_file(path: Path | None) -> configparser.ConfigParser:
-    """The parsed config file; an absent default file is an empty config."""
+    """The parsed config file; an absent file is an empty config (bookmarks will create it)."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # bookmark names keep their case
     target = (path or DEFAULT_CONFIG_FILE).expanduser()
@@ -44,8 +44,6 @@ def read_config_file(path: Path | None) -> configparser.ConfigParser:
             parser.read(target, encoding="utf-8")
         except configparser.Error as error:
             raise UsageError(f"cannot read config file {target}: {error}") from error
-    elif path is not None:
-        raise UsageError(f"config file not found: {target}")
     return parser
 
 

@@ -108,7 +108,7 @@ def run_demo(mountpoint: Path | None, interval: float, common: CommonOptions) ->
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous = signal.signal(signal.SIGTERM, on_signal)
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         client = server.client()
         rng = random.Random(2016)
@@ -122,10 +122,9 @@ def run_demo(mountpoint: Path | None, interval: float, common: CommonOptions) ->
             client.put_object(Bucket=BUCKET, Key=obj.key, Body=obj.body)
             log.info("new demo object %s", obj.key)
             seq += 1
-    except KeyboardInterrupt:
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if is_mounted(target):
             try:
                 unmount(target)

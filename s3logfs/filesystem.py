@@ -1,11 +1,16 @@
 """The mount's view: what each path is, its attributes, xattrs and content.
 
 This layer knows nothing about FUSE. It answers in plain Python (dicts of ``st_*``
-attributes, bytes, :class:`Handle` objects) and raises the typed errors of
+attributes, bytes, :class:`Opened` records) and raises the typed errors of
 :mod:`s3logfs.errors`; :mod:`s3logfs.fuse_ops` translates both ways.
 
-Per-key files are pinned to an ETag when opened: ``open`` makes sure the decoded content
-is in the disk cache (so the size is exact from then on) and reads come from that file.
+* Per-key files are pinned to an ETag when opened: ``open`` makes sure the decoded
+  content is in the disk cache (so the size is exact from then on) and reads come from
+  that file.
+* ``stream`` and the cursor files ``.bookmarks/NAME`` grow, so they are opened with
+  ``direct_io``: every read reaches :class:`~s3logfs.stream.StreamReader`.
+* The mount is read-only. The only writes are creating and removing cursor files, and
+  setting or removing bookmark xattrs on ``stream``.
 """
 
 from __future__ import annotations
@@ -15,16 +20,24 @@ import json
 import os
 import stat
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from .bookmarks import StreamBookmarks
 from .catalog import Catalog, Entry
 from .errors import S3LogFSError
 from .names import DirNode, FileNode
+from .stream import Cursor, StreamReader
 
 DIR_MODE = stat.S_IFDIR | 0o555
 FILE_MODE = stat.S_IFREG | 0o444
-XATTR_PREFIX = "user."
+CURSOR_MODE = stat.S_IFREG | 0o644
+BOOKMARKS_DIR_MODE = stat.S_IFDIR | 0o755
+STREAM_PATH = "/stream"
+BOOKMARKS_PATH = "/.bookmarks"
+BOOKMARK_XATTR = "user.s3logfs.bookmark."
+STREAM_INO, BOOKMARKS_INO = 2, 3
+_FIRST_CURSOR_INO = 1 << 40
 _NS = 1_000_000_000
 
 
@@ -40,12 +53,24 @@ class NoAttribute(S3LogFSError):
     errno = errno.ENODATA
 
 
+@dataclass(frozen=True)
+class Opened:
+    """What ``open`` gives the FUSE layer: a handle and how the kernel should cache it."""
+
+    fh: int
+    direct_io: bool
+
+
 @dataclass
 class Handle:
-    """An open per-key file: a descriptor on its cached content."""
+    """An open file: a descriptor on a per-key file, or a cursor in the stream."""
 
-    fd: int
-    entry: Entry
+    entry: Entry | None = None
+    fd: int = -1
+    cursor: Cursor | None = None
+    base: int = 0
+    bookmark: str | None = None
+    line_end: int | None = None  # stream offset just past the last newline read()
 
 
 @dataclass(frozen=True)
@@ -58,24 +83,48 @@ class ViewOptions:
     gid: int
 
 
-class LogFilesystem:
-    """The tree of a mount, served from the catalog."""
+@dataclass
+class _Handles:
+    table: dict[int, Handle] = field(default_factory=dict)
+    next_fh: int = 1
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __init__(self, catalog: Catalog, options: ViewOptions) -> None:
+    def add(self, handle: Handle) -> int:
+        with self.lock:
+            fh = self.next_fh
+            self.next_fh += 1
+            self.table[fh] = handle
+            return fh
+
+    def pop(self, fh: int) -> Handle | None:
+        with self.lock:
+            return self.table.pop(fh, None)
+
+
+class LogFilesystem:
+    """The tree of a mount: per-key files, ``stream`` and ``.bookmarks/``."""
+
+    def __init__(self, catalog: Catalog, reader: StreamReader, bookmarks: StreamBookmarks,
+                 options: ViewOptions) -> None:
         self.catalog = catalog
+        self.reader = reader
+        self.bookmarks = bookmarks
         self.options = options
         self.started = datetime.now(timezone.utc).timestamp()
-        self._handles: dict[int, Handle] = {}
-        self._next_fh = 1
-        self._lock = threading.Lock()
+        self._handles = _Handles()
+        self._cursor_inos: dict[str, int] = {}
 
-    def _entry_at(self, path: str) -> Entry:
-        node = self.catalog.tree.lookup(path)
-        if not isinstance(node, FileNode):
-            raise NotFound(path)
-        return self.catalog.by_key[node.key]
+    # attributes -------------------------------------------------------------------
 
     def attrs(self, path: str) -> dict[str, int]:
+        if path == STREAM_PATH:
+            return self._stat(FILE_MODE, STREAM_INO, self.reader.size(), self.reader.index.mtime)
+        if path == BOOKMARKS_PATH:
+            return self._stat(BOOKMARKS_DIR_MODE, BOOKMARKS_INO, 0, self.started, nlink=2)
+        if path.startswith(BOOKMARKS_PATH + "/"):
+            name, offset = self._cursor(path)
+            size = max(0, self.reader.size() - offset)
+            return self._stat(CURSOR_MODE, self._cursor_ino(name), size, self.reader.index.mtime)
         node = self.catalog.tree.lookup(path)
         if node is None:
             raise NotFound(path)
@@ -102,40 +151,100 @@ class LogFilesystem:
             "st_atime": mtime_ns,
         }
 
+    def _cursor(self, path: str) -> tuple[str, int]:
+        name = path[len(BOOKMARKS_PATH) + 1 :]
+        offset = self.bookmarks.offset(name) if "/" not in name else None
+        if offset is None:
+            raise NotFound(path)
+        return name, offset
+
+    def _cursor_ino(self, name: str) -> int:
+        return self._cursor_inos.setdefault(name, _FIRST_CURSOR_INO + len(self._cursor_inos))
+
+    # directories ------------------------------------------------------------------
+
     def list_dir(self, path: str) -> list[tuple[str, int, int]]:
         """``(name, mode, inode)`` of each entry, ``.`` and ``..`` first.
 
         Inodes must be non-zero: with ``use_ino``, readdir(3) skips entries of inode 0.
         """
+        if path == BOOKMARKS_PATH:
+            listing = [(".", BOOKMARKS_DIR_MODE, BOOKMARKS_INO), ("..", DIR_MODE, 1)]
+            return listing + [(n, CURSOR_MODE, self._cursor_ino(n)) for n in self.bookmarks.names()]
         node = self.catalog.tree.lookup(path)
         if not isinstance(node, DirNode):
             raise NotFound(path)
         listing = [(".", DIR_MODE, node.ino), ("..", DIR_MODE, node.parent_ino)]
+        if path == "/":
+            listing += [("stream", FILE_MODE, STREAM_INO), (".bookmarks", BOOKMARKS_DIR_MODE, BOOKMARKS_INO)]
         for name, child in list(node.children.items()):
             listing.append((name, FILE_MODE if isinstance(child, FileNode) else DIR_MODE, child.ino))
         return listing
 
-    def open(self, path: str, flags: int) -> int:
+    # content ----------------------------------------------------------------------
+
+    def open(self, path: str, flags: int) -> Opened:
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
-            raise ReadOnly(path)
-        entry = self._entry_at(path)
+            if not (path.startswith(BOOKMARKS_PATH + "/") and not flags & (os.O_TRUNC | os.O_APPEND)):
+                raise ReadOnly(path)
+        if path == STREAM_PATH:
+            return Opened(self._handles.add(Handle(cursor=Cursor())), direct_io=True)
+        if path.startswith(BOOKMARKS_PATH + "/"):
+            name, offset = self._cursor(path)
+            handle = Handle(cursor=Cursor(), base=offset, bookmark=name)
+            return Opened(self._handles.add(handle), direct_io=True)
+        node = self.catalog.tree.lookup(path)
+        if not isinstance(node, FileNode):
+            raise NotFound(path)
+        entry = self.catalog.by_key[node.key]
         self.catalog.revalidate(entry, self.options.revalidate_after)
         cached = self.catalog.materialize(entry)
         fd = os.open(cached.path, os.O_RDONLY | os.O_CLOEXEC)
-        with self._lock:
-            fh = self._next_fh
-            self._next_fh += 1
-            self._handles[fh] = Handle(fd, entry)
-        return fh
+        return Opened(self._handles.add(Handle(entry=entry, fd=fd)), direct_io=False)
+
+    def create(self, path: str) -> Opened:
+        """Only cursor files can be created: a new bookmark at offset 0."""
+        if not path.startswith(BOOKMARKS_PATH + "/") or "/" in path[len(BOOKMARKS_PATH) + 1 :]:
+            raise ReadOnly(path)
+        name = path[len(BOOKMARKS_PATH) + 1 :]
+        if self.bookmarks.offset(name) is None:
+            self.bookmarks.set_offset(name, 0)
+        return self.open(path, os.O_RDONLY)
 
     def read(self, fh: int, size: int, offset: int) -> bytes:
-        return os.pread(self._handles[fh].fd, size, offset)
+        handle = self._handles.table[fh]
+        if handle.cursor is None:
+            return os.pread(handle.fd, size, offset)
+        data = self.reader.read(handle.cursor, handle.base + offset, size)
+        newline = data.rfind(b"\n")
+        if newline >= 0:
+            handle.line_end = handle.base + offset + newline + 1
+        return data
 
     def release(self, fh: int) -> None:
-        with self._lock:
-            handle = self._handles.pop(fh, None)
-        if handle is not None:
+        handle = self._handles.pop(fh)
+        if handle is None:
+            return
+        if handle.cursor is not None:
+            handle.cursor.close()
+            if handle.bookmark is not None and handle.line_end is not None:
+                self.bookmarks.set_offset(handle.bookmark, handle.line_end)
+        elif handle.fd >= 0:
             os.close(handle.fd)
+
+    def unlink(self, path: str) -> None:
+        if not path.startswith(BOOKMARKS_PATH + "/"):
+            raise ReadOnly(path)
+        name, _ = self._cursor(path)
+        self.bookmarks.remove(name)
+
+    def touch(self, path: str) -> None:
+        """utimens: allowed (and ignored) on cursor files, so that ``touch`` works."""
+        if not path.startswith(BOOKMARKS_PATH + "/"):
+            raise ReadOnly(path)
+        self._cursor(path)
+
+    # extended attributes ----------------------------------------------------------
 
     def xattrs(self, path: str) -> dict[str, bytes]:
         if path == "/":
@@ -143,10 +252,13 @@ class LogFilesystem:
                 "user.s3logfs.source": self.options.source.encode(),
                 "user.s3logfs.stats": json.dumps(self.catalog.stats.snapshot(), sort_keys=True).encode(),
             }
+        if path == STREAM_PATH:
+            names = self.bookmarks.names()
+            return {BOOKMARK_XATTR + name: b"" for name in names}
         node = self.catalog.tree.lookup(path)
-        if node is None:
-            raise NotFound(path)
         if not isinstance(node, FileNode):
+            if node is None and not path.startswith(BOOKMARKS_PATH):
+                raise NotFound(path)
             return {}
         return self._entry_xattrs(self.catalog.by_key[node.key])
 
@@ -159,19 +271,36 @@ class LogFilesystem:
             "user.s3.size": str(info.size).encode(),
             "user.s3.last_modified": modified.encode(),
         }
+        position = self.reader.index.position_of.get(info.key)
+        if position is not None:
+            values["user.s3logfs.offset"] = str(self.reader.index.start(position)).encode()
         cached = self.catalog.fetcher.cached(info)
         if cached is not None:
             values["user.s3logfs.cache_path"] = str(cached.path).encode()
         return values
 
     def xattr(self, path: str, name: str) -> bytes:
+        if path == STREAM_PATH and name.startswith(BOOKMARK_XATTR):
+            offset = self.bookmarks.offset(name[len(BOOKMARK_XATTR) :])
+            if offset is None:
+                raise NoAttribute(name)
+            return str(offset).encode()
         value = self.xattrs(path).get(name)
         if value is None:
             raise NoAttribute(name)
         return value
 
+    def set_xattr(self, path: str, name: str, value: bytes) -> None:
+        if path != STREAM_PATH or not name.startswith(BOOKMARK_XATTR):
+            raise ReadOnly(path)
+        self.bookmarks.set(name[len(BOOKMARK_XATTR) :], value.decode("utf-8", "replace"))
+
+    def remove_xattr(self, path: str, name: str) -> None:
+        if path != STREAM_PATH or not name.startswith(BOOKMARK_XATTR):
+            raise ReadOnly(path)
+        if not self.bookmarks.remove(name[len(BOOKMARK_XATTR) :]):
+            raise NoAttribute(name)
+
     def close(self) -> None:
-        with self._lock:
-            handles, self._handles = list(self._handles.values()), {}
-        for handle in handles:
-            os.close(handle.fd)
+        for fh in list(self._handles.table):
+            self.release(fh)

@@ -70,7 +70,24 @@ class Operations(fuse.Operations):
 
     @_translated
     def open(self, path: str, fi: Any) -> int:
-        fi.fh = self.view.open(path, fi.flags)
+        opened = self.view.open(path, fi.flags)
+        fi.fh, fi.direct_io = opened.fh, opened.direct_io
+        return 0
+
+    @_translated
+    def create(self, path: str, mode: int, fi: Any) -> int:
+        opened = self.view.create(path)
+        fi.fh, fi.direct_io = opened.fh, opened.direct_io
+        return 0
+
+    @_translated
+    def unlink(self, path: str) -> int:
+        self.view.unlink(path)
+        return 0
+
+    @_translated
+    def utimens(self, path: str, times: Any = None) -> int:
+        self.view.touch(path)
         return 0
 
     @_translated
@@ -91,8 +108,17 @@ class Operations(fuse.Operations):
         return list(self.view.xattrs(path))
 
     @_translated
+    def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
+        self.view.set_xattr(path, name, value)
+        return 0
+
+    @_translated
+    def removexattr(self, path: str, name: str) -> int:
+        self.view.remove_xattr(path, name)
+        return 0
+
+    @_translated
     def statfs(self, path: str) -> dict[str, int]:
         return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
 
-    create = mkdir = mknod = rmdir = unlink = rename = link = symlink = _read_only
-    truncate = chmod = chown = utimens = write = setxattr = removexattr = _read_only
+    mkdir = mknod = rmdir = rename = link = symlink = truncate = chmod = chown = write = _read_only

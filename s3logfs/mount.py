@@ -25,14 +25,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .bookmarks import BookmarkStore, StreamBookmarks
 from .cache import DiskCache
 from .catalog import Catalog
 from .config import MountOptions
 from .errors import S3LogFSError, UsageError
 from .filesystem import LogFilesystem, ViewOptions
+from .index import StreamIndex
 from .names import Tree
 from .objects import ObjectFetcher
 from .s3 import S3Client, Stats
+from .stream import StreamReader
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ RESERVED_ROOT_NAMES = frozenset({"stream", ".bookmarks"})
 DAEMON_ENV = "S3LOGFS_DAEMON_CHILD"
 READY_TIMEOUT = 120.0
 _EVICT_EVERY = 300.0
+_SAVE_EVERY = 5.0
 FUSE_HINT = "install FUSE: apt-get install fuse3 libfuse2 (Debian/Ubuntu) or dnf install fuse3 fuse-libs"
 
 
@@ -55,6 +59,18 @@ class Engine:
     cache: DiskCache
     fetcher: ObjectFetcher
     catalog: Catalog
+    reader: StreamReader
+    bookmarks: StreamBookmarks
+
+    def load(self) -> None:
+        """List the prefix; the stream keeps the order a previous mount saved with this cache."""
+        self.catalog.subscribe(self.reader.on_added)
+        self.catalog.load(self.reader.saved_order())
+
+    def close(self) -> None:
+        self.catalog.stop()
+        self.reader.close()
+        self.cache.close()
 
 
 def dir_prefix(prefix: str) -> str:
@@ -70,7 +86,11 @@ def build_engine(options: MountOptions, client: S3Client | None = None) -> Engin
     fetcher = ObjectFetcher(client, cache, decode=not options.raw)
     tree = Tree(dir_prefix(options.prefix), not options.raw, set(RESERVED_ROOT_NAMES), first_ino=16)
     catalog = Catalog(fetcher, options.prefix, tree, options.poll_interval)
-    return Engine(client, cache, fetcher, catalog)
+    state_file = None if cache.ephemeral else StreamIndex.state_path(cache.root, options.bucket, options.prefix)
+    index = StreamIndex(state_file)
+    reader = StreamReader(catalog, index, options.prefetch)
+    bookmarks = StreamBookmarks(BookmarkStore(common.config_file), options.source, catalog, index)
+    return Engine(client, cache, fetcher, catalog, reader, bookmarks)
 
 
 def check_fuse() -> None:
@@ -177,9 +197,11 @@ def run_daemon(options: MountOptions, client: S3Client | None, detach_stderr: bo
     import mfusepy
 
     engine = build_engine(options, client)
-    engine.catalog.load()
+    engine.load()
     view = LogFilesystem(
         engine.catalog,
+        engine.reader,
+        engine.bookmarks,
         ViewOptions(
             source=options.source,
             revalidate_after=options.poll_interval if options.poll_interval > 0 else math.inf,
@@ -193,14 +215,13 @@ def run_daemon(options: MountOptions, client: S3Client | None, detach_stderr: bo
         if detach_stderr:
             _detach_stderr(options)
         engine.catalog.start()
-        threading.Thread(target=_evict_loop, args=(engine.cache, stop), name="s3logfs-evict", daemon=True).start()
+        threading.Thread(target=_housekeeping, args=(engine, stop), name="s3logfs-housekeeping", daemon=True).start()
         log.info("mounted %s on %s", options.source, options.mountpoint)
 
     def on_destroy() -> None:
         stop.set()
-        engine.catalog.stop()
         view.close()
-        engine.cache.close()
+        engine.close()
 
     operations = Operations(view, on_init, on_destroy)
     mfusepy.FUSE(
@@ -227,14 +248,18 @@ def _detach_stderr(options: MountOptions) -> None:
     os.close(fd)
 
 
-def _evict_loop(cache: DiskCache, stop: threading.Event) -> None:
-    while True:
+def _housekeeping(engine: Engine, stop: threading.Event) -> None:
+    """Save the stream index every few seconds; evict from the cache every few minutes."""
+    last_eviction = 0.0
+    while not stop.is_set():
         try:
-            cache.evict()
+            engine.reader.index.save()
+            if time.monotonic() - last_eviction > _EVICT_EVERY:
+                engine.cache.evict()
+                last_eviction = time.monotonic()
         except OSError as error:
-            log.warning("cache eviction failed: %s", error)
-        if stop.wait(_EVICT_EVERY):
-            return
+            log.warning("housekeeping failed: %s", error)
+        stop.wait(_SAVE_EVERY)
 
 
 def _fusermount_command(mountpoint: Path, lazy: bool = False) -> list[str]:

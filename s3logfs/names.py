@@ -61,13 +61,18 @@ def _encode_first_plain_char(name: str) -> str | None:
     return name[:index] + encoded + name[index + 1 :]
 
 
+def _head(name: str) -> str:
+    """The first bytes of a long name, never cutting a character or an escape in half."""
+    head = name.encode()[:_TRUNCATED_KEEP].decode("utf-8", "ignore")
+    cut = head.rfind("%", len(head) - 2)
+    return head[:cut] if cut >= 0 else head
+
+
 def _fit_length(name: str, raw: str) -> str:
     if len(name.encode()) <= NAME_MAX:
         return name
     digest = hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    head = name.encode()[:_TRUNCATED_KEEP].decode("utf-8", "ignore")
-    head = head[: len(head) - 2] if "%" in head[-2:] else head  # never cut an escape in half
-    return f"{head}%~{digest}"
+    return f"{_head(name)}%~{digest}"
 
 
 @dataclass
@@ -156,7 +161,7 @@ class Tree:
             if candidate is not None and _fit_length(candidate, raw) not in taken:
                 return _fit_length(candidate, raw)
         digest = hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-        candidate, suffix = f"{preferred[0][:_TRUNCATED_KEEP]}%~{digest}", 0
+        candidate, suffix = f"{_head(preferred[0])}%~{digest}", 0
         while f"{candidate}{suffix or ''}" in taken:
             suffix += 1
         return f"{candidate}{suffix or ''}"

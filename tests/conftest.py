@@ -108,6 +108,7 @@ class Mount:
     cache_dir: Path
     log_file: Path
     bucket: str
+    config_file: Path
 
     @property
     def pid(self) -> int | None:
@@ -144,10 +145,11 @@ def mount_factory(tmp_path: Path, server: LocalS3Server) -> Iterator[Callable[..
         made.append(path)
         run(s3logfs_command(
             "mount", f"{bucket}/{prefix}", str(path), "--endpoint-url", server.endpoint_url,
-            "--cache-dir", str(cache), "--log-file", str(log_file), "--log-level", "INFO", *extra,
+            "--cache-dir", str(cache), "--log-file", str(log_file), "--log-level", "INFO",
+            "--config-file", str(tmp_path / "s3logfsrc"), *extra,
         ))
         assert is_mounted(path)
-        return Mount(path, cache, log_file, bucket)
+        return Mount(path, cache, log_file, bucket, tmp_path / "s3logfsrc")
 
     yield make
     for path in made:

@@ -1,0 +1,190 @@
+"""The stream index: where each object starts in ``stream``, and how sure we are.
+
+Each entry has a stream length: its decoded size, plus one byte when the stream adds a
+newline after an object that lacks one. A length is *exact* once the object has been
+decoded (it is in the cache); before that it is an *estimate* from cheap probes (see
+:meth:`s3logfs.objects.ObjectFetcher.probe_size`), which assumes a final newline.
+
+Offsets are prefix sums of lengths, kept in a Fenwick tree: a correction is a point
+update and locating an offset is a descent, both O(log n), so correcting thousands of
+estimates during one sequential read stays cheap.
+
+The order and the lengths are persisted in the cache directory, keyed by bucket and
+prefix, so a remount with the same cache keeps every old key at its old offset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class Fenwick:
+    """Prefix sums over a growing list of non-negative integers."""
+
+    def __init__(self) -> None:
+        self._tree: list[int] = [0]
+        self._values: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def append(self, value: int) -> None:
+        self._values.append(value)
+        index = len(self._values)
+        low = index & -index  # the new node sums the values (index - low, index]
+        self._tree.append(value + self.prefix(index - 1) - self.prefix(index - low))
+
+    def set(self, position: int, value: int) -> None:
+        delta = value - self._values[position]
+        self._values[position] = value
+        index = position + 1
+        while index < len(self._tree):
+            self._tree[index] += delta
+            index += index & -index
+
+    def value(self, position: int) -> int:
+        return self._values[position]
+
+    def prefix(self, count: int) -> int:
+        """Sum of the first ``count`` values."""
+        total = 0
+        while count > 0:
+            total += self._tree[count]
+            count -= count & -count
+        return total
+
+    def total(self) -> int:
+        return self.prefix(len(self._values))
+
+    def locate(self, offset: int) -> int:
+        """The position whose span holds ``offset``; ``len(self)`` when past the end."""
+        position = 0
+        remaining = offset
+        step = 1 << max(0, len(self._tree).bit_length())
+        while step:
+            nxt = position + step
+            if nxt < len(self._tree) and self._tree[nxt] <= remaining:
+                position = nxt
+                remaining -= self._tree[nxt]
+            step >>= 1
+        return position  # the largest position whose prefix sum is <= offset: it holds offset
+
+
+@dataclass
+class Span:
+    """One object's place in the stream."""
+
+    key: str
+    etag: str
+    length: int
+    exact: bool
+
+
+class StreamIndex:
+    """Lengths and offsets of the stream's objects, in stream order. Thread-safe."""
+
+    def __init__(self, state_file: Path | None) -> None:
+        self.state_file = state_file
+        self.spans: list[Span] = []
+        self.position_of: dict[str, int] = {}
+        self._sums = Fenwick()
+        self._lock = threading.RLock()
+        self._dirty = False
+        self.mtime = time.time()
+        self.changed = threading.Condition(self._lock)
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def append(self, spans: Iterable[Span]) -> None:
+        with self._lock:
+            for span in spans:
+                if span.key in self.position_of:
+                    continue
+                self.position_of[span.key] = len(self.spans)
+                self.spans.append(span)
+                self._sums.append(span.length)
+            self._touch()
+
+    def correct(self, position: int, length: int, exact: bool = True, etag: str | None = None) -> None:
+        """Record a span's real length (it was an estimate, or its object was replaced)."""
+        with self._lock:
+            span = self.spans[position]
+            if span.length != length:
+                log.debug("stream length of %s corrected: %d -> %d", span.key, span.length, length)
+                self._sums.set(position, length)
+                span.length = length
+                self._touch()
+            elif span.exact != exact:
+                self._dirty = True
+            span.exact = exact
+            if etag is not None:
+                span.etag = etag
+
+    def _touch(self) -> None:
+        self._dirty = True
+        self.mtime = time.time()
+        self.changed.notify_all()
+
+    def total(self) -> int:
+        with self._lock:
+            return self._sums.total()
+
+    def start(self, position: int) -> int:
+        with self._lock:
+            return self._sums.prefix(position)
+
+    def locate(self, offset: int) -> tuple[int, int]:
+        """``(position, offset within that span)`` for a stream offset; position may be len()."""
+        with self._lock:
+            position = self._sums.locate(offset)
+            return position, offset - self._sums.prefix(position)
+
+    # persistence ------------------------------------------------------------------
+
+    @staticmethod
+    def state_path(cache_dir: Path, bucket: str, prefix: str) -> Path:
+        digest = hashlib.sha256(f"{bucket}/{prefix}".encode("utf-8", "surrogateescape")).hexdigest()
+        return cache_dir / "streams" / f"{digest}.json"
+
+    def load_saved(self) -> list[Span]:
+        """The spans a previous mount saved, in order (empty if none or unreadable)."""
+        if self.state_file is None:
+            return []
+        try:
+            saved = json.loads(self.state_file.read_text())
+            return [Span(s["key"], s["etag"], int(s["length"]), bool(s["exact"])) for s in saved["spans"]]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            if not isinstance(error, FileNotFoundError):
+                log.warning("ignoring unreadable stream index %s: %s", self.state_file, error)
+            return []
+
+    def save(self) -> None:
+        """Write the index if it changed, atomically."""
+        if self.state_file is None:
+            return
+        with self._lock:
+            if not self._dirty:
+                return
+            payload = {"spans": [span.__dict__ for span in self.spans]}
+            self._dirty = False
+        self.state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".tmp", dir=self.state_file.parent)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(payload, handle)
+            os.rename(tmp, self.state_file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -1,0 +1,212 @@
+"""The ``stream`` file: every object decoded and concatenated, with read-ahead and follow.
+
+How a read finds its bytes
+    A read at offset X asks the :class:`~s3logfs.index.StreamIndex` which object spans
+    X, makes sure that object is decoded in the cache (fetching only it), and copies
+    from the cached file. A newline is added after an object that lacks one.
+
+Why each open handle has a cursor
+    Lengths start as estimates and are corrected when an object is decoded, which
+    shifts the offsets of every later object. A reader going sequentially must never
+    see a gap, a repeat or a mixed-up line because of that, so each handle remembers
+    which object and inner offset its next expected read continues from. A read at
+    exactly that offset continues from the cursor whatever the corrections did; any
+    other read is located afresh in the index.
+
+Read-ahead
+    A sequential read schedules the next ``prefetch`` objects on a thread pool of that
+    size. Downloads are single-flight (:class:`~s3logfs.objects.ObjectFetcher`), so a
+    reader that catches up simply joins the download in progress. Decoded data goes to
+    the disk cache, never to memory, so RSS does not grow with the prefetch depth.
+
+Follow
+    Batches of new objects from the catalog's poller are decoded first, then appended
+    with exact lengths, so ``st_size`` only ever grows by bytes that are really there.
+    The initial batch (at mount time) is sized by cheap probes instead, in parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .catalog import Catalog, Entry
+from .errors import S3LogFSError
+from .index import Span, StreamIndex
+
+log = logging.getLogger(__name__)
+
+PROBE_WORKERS = 16
+"""Parallel size probes at mount time: each is one or two tiny ranged GETs."""
+
+
+@dataclass
+class Cursor:
+    """Where a handle's next sequential read continues."""
+
+    next_offset: int = -1
+    position: int = 0
+    inner: int = 0
+    fd: int = -1
+    fd_position: int = -1
+    data_size: int = 0
+    adds_newline: bool = False
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd, self.fd_position = -1, -1
+
+
+class StreamReader:
+    """Serves the bytes of ``stream`` from the catalog, the index and the cache."""
+
+    def __init__(self, catalog: Catalog, index: StreamIndex, prefetch: int) -> None:
+        self.catalog = catalog
+        self.index = index
+        self.prefetch = prefetch
+        self.ready = threading.Event()
+        self._saved = {span.key: span for span in index.load_saved()}
+        self._fetch_pool = ThreadPoolExecutor(max(1, prefetch, PROBE_WORKERS), thread_name_prefix="s3logfs-fetch")
+        self._batches = ThreadPoolExecutor(1, thread_name_prefix="s3logfs-index")
+        self._scheduled: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        self._batch_count = 0
+
+    def saved_order(self) -> list[str]:
+        """Keys in the order a previous mount with this cache streamed them."""
+        return list(self._saved)
+
+    # building the index ---------------------------------------------------------
+
+    def on_added(self, entries: list[Entry]) -> None:
+        """Catalog listener: size a batch of new entries and append it, in order."""
+        first = self._batch_count == 0
+        self._batch_count += 1
+        self._batches.submit(self._append_batch, entries, first)
+
+    def _append_batch(self, entries: list[Entry], first: bool) -> None:
+        try:
+            settle = self._probe if first else self._settle
+            spans = list(self._fetch_pool.map(settle, entries))
+            self.index.append(spans)
+            self.index.save()
+        except Exception:  # the index thread must outlive any one batch
+            log.exception("cannot add %d object(s) to the stream", len(entries))
+        finally:
+            self.ready.set()
+
+    def _probe(self, entry: Entry) -> Span:
+        saved = self._saved.get(entry.key)
+        if saved is not None and saved.etag == entry.info.etag:
+            return Span(entry.key, entry.info.etag, saved.length, saved.exact)
+        try:
+            size, exact = self.catalog.decoded_size(entry)
+        except S3LogFSError as error:
+            log.warning("cannot probe %s: %s", entry.key, error)
+            size, exact = entry.info.size, False
+        if exact:
+            return self._exact_span(entry)
+        return Span(entry.key, entry.info.etag, size, False)
+
+    def _settle(self, entry: Entry) -> Span:
+        try:
+            return self._exact_span(entry)
+        except S3LogFSError as error:
+            log.warning("cannot read new object %s: %s", entry.key, error)
+            return Span(entry.key, entry.info.etag, entry.info.size, False)
+
+    def _exact_span(self, entry: Entry) -> Span:
+        cached = self.catalog.materialize(entry)
+        return Span(entry.key, cached.etag, cached.size + _needs_newline(cached.path, cached.size), True)
+
+    # reading ----------------------------------------------------------------------
+
+    def size(self) -> int:
+        self.ready.wait()
+        return self.index.total()
+
+    def read(self, cursor: Cursor, offset: int, size: int) -> bytes:
+        self.ready.wait()
+        sequential = offset == cursor.next_offset
+        if sequential:
+            position, inner = cursor.position, cursor.inner
+        else:
+            position, inner = self.index.locate(offset)
+        if sequential or offset == 0:
+            self._read_ahead(position + 1)
+        chunks: list[bytes] = []
+        remaining = size
+        while remaining > 0 and position < len(self.index):
+            self._open(cursor, position)
+            length = cursor.data_size + cursor.adds_newline
+            if inner >= length:  # the estimate was longer than the object really is
+                if sequential or chunks:
+                    position, inner = position + 1, 0
+                else:
+                    position, inner = self.index.locate(offset)
+                continue
+            chunk = self._copy(cursor, inner, remaining)
+            chunks.append(chunk)
+            remaining -= len(chunk)
+            inner += len(chunk)
+            if inner >= length:
+                position, inner = position + 1, 0
+        data = b"".join(chunks)
+        cursor.next_offset, cursor.position, cursor.inner = offset + len(data), position, inner
+        return data
+
+    def _copy(self, cursor: Cursor, inner: int, limit: int) -> bytes:
+        if inner < cursor.data_size:
+            return os.pread(cursor.fd, min(limit, cursor.data_size - inner), inner)
+        return b"\n"
+
+    def _open(self, cursor: Cursor, position: int) -> None:
+        """Point the cursor's descriptor at the decoded object of ``position``."""
+        if cursor.fd_position == position:
+            return
+        cursor.close()
+        span = self.index.spans[position]
+        entry = self.catalog.by_key[span.key]
+        cached = self.catalog.materialize(entry)
+        adds_newline = _needs_newline(cached.path, cached.size)
+        self.index.correct(position, cached.size + adds_newline, exact=True, etag=cached.etag)
+        cursor.fd = os.open(cached.path, os.O_RDONLY | os.O_CLOEXEC)
+        cursor.fd_position, cursor.data_size, cursor.adds_newline = position, cached.size, bool(adds_newline)
+
+    def _read_ahead(self, start: int) -> None:
+        for position in range(start, min(start + self.prefetch, len(self.index))):
+            span = self.index.spans[position]
+            entry = self.catalog.by_key[span.key]
+            token = (entry.key, entry.info.etag)
+            with self._lock:
+                if token in self._scheduled:
+                    continue
+                self._scheduled.add(token)
+            self._fetch_pool.submit(self._prefetch_one, position, entry)
+
+    def _prefetch_one(self, position: int, entry: Entry) -> None:
+        try:
+            cached = self.catalog.materialize(entry)
+            self.index.correct(position, cached.size + _needs_newline(cached.path, cached.size), True, cached.etag)
+        except S3LogFSError as error:
+            log.warning("read-ahead of %s failed: %s", entry.key, error)
+            with self._lock:
+                self._scheduled.discard((entry.key, entry.info.etag))
+
+    def close(self) -> None:
+        self._batches.shutdown(wait=False, cancel_futures=True)
+        self._fetch_pool.shutdown(wait=False, cancel_futures=True)
+        self.index.save()
+
+
+def _needs_newline(path: os.PathLike[str] | str, size: int) -> int:
+    """1 if a non-empty decoded object does not end in a newline, else 0."""
+    if size == 0:
+        return 0
+    with open(path, "rb") as handle:
+        handle.seek(size - 1)
+        return 0 if handle.read(1) == b"\n" else 1
