@@ -308,7 +308,7 @@ def test_truncated_names_keep_whole_escapes() -> None:
     assert len(truncated) >= 8
     for name in truncated:
         head, _, digest = name.rpartition("%~")
-        assert re.fullmatch(r"[0-9a-f]{16}", digest), name
+        assert re.fullmatch(r"[0-9a-f]{16}[0-9]*", digest), name
         assert re.fullmatch(r"(?:[^%]|%[0-9A-F]{2})*", head), f"escape cut in half: {name!r}"
 
 
@@ -693,6 +693,13 @@ def test_defaults_without_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert common.log_level == "WARNING"
 
 
-def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
+def test_an_absent_config_file_is_an_empty_config(tmp_path: Path) -> None:
+    parser = read_config_file(tmp_path / "absent")
+    assert parser.sections() == []
+    assert file_options(parser) == {}
+
+
+def test_an_unreadable_config_file_is_a_usage_error(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "cache-hours = 7\n")  # no section header
     with pytest.raises(UsageError):
-        read_config_file(tmp_path / "absent")
+        read_config_file(path)
