@@ -5,7 +5,10 @@ SHA-256 hex of ``bucket/key``. Beside it, ``<h>.meta`` is a small JSON record: b
 key, ETag, size, and the inode of the content file it describes.
 
 Why the inode: content and record are each written to a temp file and renamed into
-place, content first. A crash or a concurrent writer between the two renames leaves a
+place, content first. The temp file is anonymous (``O_TMPFILE``) where Linux allows it
+and gets a name only just before its rename, so a writer killed half way (``kill -9``)
+leaves nothing behind; elsewhere it is a named ``.*.tmp`` file that eviction removes
+once it is an hour old. A crash or a concurrent writer between the two renames leaves a
 record whose inode does not match the content file, and :meth:`DiskCache.lookup` treats
 that as a miss. No partial or mismatched file is ever served, and no lock is needed
 between processes.
@@ -22,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -39,6 +43,8 @@ _TOUCH_EVERY = 60.0
 """Seconds between two mtime updates of one record: keeps hits free of metadata writes."""
 _STALE_TMP_AGE = 3600.0
 """A temp file this old belongs to a dead writer."""
+_ANONYMOUS_TEMP = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+"""Whether temp files can be anonymous: Linux's O_TMPFILE, named later through /proc."""
 
 
 @dataclass(frozen=True)
@@ -105,17 +111,9 @@ class DiskCache:
         """Write an entry; it becomes visible only if the block finishes without error."""
         path = self.path_for(bucket, key)
         _make_private_dir(path.parent)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                writer = _Writer(handle)
-                yield writer
-                handle.flush()
-            os.rename(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with _atomic_file(path) as handle:
+            writer = _Writer(handle)
+            yield writer
         stat = path.stat()
         record = {
             "bucket": bucket,
@@ -203,13 +201,49 @@ def _make_private_dir(path: Path) -> None:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    with _atomic_file(path) as handle:
+        handle.write(data)
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A file that appears at ``path``, whole, only if the block finishes without error."""
+    fd, tmp = _open_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.rename(tmp_name, path)
+            yield handle
+            handle.flush()
+            _publish(handle.fileno(), tmp, path)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _open_temp(path: Path) -> tuple[int, Path | None]:
+    """A file to write beside ``path``: anonymous (no path) if possible, else a named temp file."""
+    if _ANONYMOUS_TEMP:
+        try:
+            return os.open(path.parent, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600), None
+        except OSError:  # a file system without O_TMPFILE support
+            pass
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    return fd, Path(tmp_name)
+
+
+def _publish(fd: int, tmp: Path | None, path: Path) -> None:
+    """Rename the written file to ``path``; an anonymous one first gets a temp name."""
+    if tmp is None:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}{TMP_SUFFIX}")
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:  # with a dir_fd, os.link calls linkat(AT_SYMLINK_FOLLOW), which can name an O_TMPFILE file
+            os.link(f"/proc/self/fd/{fd}", tmp.name, dst_dir_fd=dir_fd, follow_symlinks=True)
+        finally:
+            os.close(dir_fd)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 

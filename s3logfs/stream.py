@@ -103,14 +103,14 @@ class StreamReader:
         saved = self._saved.get(entry.key)
         if saved is not None and saved.etag == entry.info.etag:
             return Span(entry.key, entry.info.etag, saved.length, saved.exact)
+        if self.catalog.fetcher.cached(entry.info) is not None:
+            return self._exact_span(entry)
         try:
-            size, exact = self.catalog.decoded_size(entry)
+            size, _ = self.catalog.decoded_size(entry)
         except S3LogFSError as error:
             log.warning("cannot probe %s: %s", entry.key, error)
-            size, exact = entry.info.size, False
-        if exact:
-            return self._exact_span(entry)
-        return Span(entry.key, entry.info.etag, size, False)
+            size = entry.info.size
+        return Span(entry.key, entry.info.etag, size, False)  # assumes a final newline
 
     def _settle(self, entry: Entry) -> Span:
         try:
@@ -136,11 +136,12 @@ class StreamReader:
             position, inner = cursor.position, cursor.inner
         else:
             position, inner = self.index.locate(offset)
-        if sequential or offset == 0:
-            self._read_ahead(position + 1)
+        read_ahead = sequential or offset == 0
         chunks: list[bytes] = []
         remaining = size
         while remaining > 0 and position < len(self.index):
+            if read_ahead and cursor.fd_position != position:
+                self._read_ahead(position + 1)
             self._open(cursor, position)
             length = cursor.data_size + cursor.adds_newline
             if inner >= length:  # the estimate was longer than the object really is
