@@ -22,6 +22,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from s3logfs import cache as cache_module
 from s3logfs.cache import DiskCache
 from s3logfs.codecs import GZIP, PLAIN, AutoDecoder, GzipDecoder, decode_chunks, detect, gzip_isize
 from s3logfs.config import Settings, common_options, file_options, parse_size, read_config_file
@@ -394,8 +395,13 @@ def test_names_never_change_when_keys_are_added_later() -> None:
 # cache
 
 
-@pytest.fixture
-def cache_root(tmp_path: Path) -> Path:
+@pytest.fixture(params=["anonymous", "named"])
+def cache_root(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache directory, written with O_TMPFILE temp files and with the named fallback."""
+    if request.param == "named":
+        monkeypatch.setattr(cache_module, "_ANONYMOUS_TEMP", False)
+    elif not cache_module._ANONYMOUS_TEMP:
+        pytest.skip("no O_TMPFILE on this system")
     return tmp_path / "cache"
 
 
@@ -443,6 +449,16 @@ def test_a_failed_writer_leaves_nothing(cache_root: Path) -> None:
             raise RuntimeError("download failed")
     assert files_under(cache_root) == []
     assert cache.lookup("b", "k", "etag-1") is None
+
+
+def test_an_unfinished_write_has_no_name_when_temp_files_are_anonymous(tmp_path: Path) -> None:
+    if not cache_module._ANONYMOUS_TEMP:
+        pytest.skip("no O_TMPFILE on this system")
+    cache = DiskCache(tmp_path / "cache")
+    with cache.writer("b", "k", "etag-1") as out:
+        out.write(b"half of it")
+        assert files_under(tmp_path / "cache") == []  # a kill -9 now would leave nothing
+    assert cache.lookup("b", "k", "etag-1") is not None
 
 
 def test_a_failed_rewrite_keeps_the_old_entry(cache_root: Path) -> None:
@@ -578,45 +594,51 @@ WRITER_SIZE = 300_000
 WRITER_ROUNDS = 25
 
 
-def _race_writer(root: str, number: int, barrier: Any) -> None:
+def writer_content(number: int) -> bytes:
+    return bytes([65 + number]) * WRITER_SIZE
+
+
+def _race_writer(root: str, number: int, barrier: Any, anonymous_temp: bool) -> None:
+    cache_module._ANONYMOUS_TEMP = anonymous_temp  # the mode the parent's fixture chose
     cache = DiskCache(Path(root))
-    data = bytes([65 + number]) * 4096
+    content = writer_content(number)
     for _ in range(WRITER_ROUNDS):
         barrier.wait(timeout=60)
-        with cache.writer("b", "shared-key", "etag-1") as out:
-            for _ in range(WRITER_SIZE // len(data)):
-                out.write(data)
+        with cache.writer("b", "shared-key", f"etag-{number}") as out:
+            for piece in chunked(content, 4096):
+                out.write(piece)
         barrier.wait(timeout=60)
 
 
 def test_concurrent_writers_of_one_key_never_mix(cache_root: Path) -> None:
+    """Two processes cache two versions of one key at once: a lookup of either ETag misses or
+    gives that writer's whole content, never the other's and never a mix."""
     cache = DiskCache(cache_root)
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(3)
-    writers = [context.Process(target=_race_writer, args=(str(cache_root), n, barrier)) for n in range(2)]
+    anonymous = cache_module._ANONYMOUS_TEMP
+    writers = [context.Process(target=_race_writer, args=(str(cache_root), n, barrier, anonymous)) for n in range(2)]
     for process in writers:
         process.start()
-    whole = {bytes([65 + n]) * (WRITER_SIZE // 4096 * 4096) for n in range(2)}
-    outcomes = []
+    hits = 0
     try:
         for _ in range(WRITER_ROUNDS):
-            barrier.wait(timeout=60)
-            barrier.wait(timeout=60)
-            hit = cache.lookup("b", "shared-key", "etag-1")
-            if hit is None:
-                outcomes.append(None)
-                continue
-            content = hit.path.read_bytes()
-            assert content in whole, f"mixed or partial content: {len(content)} bytes"
-            assert hit.size == len(content)
-            outcomes.append(content[:1])
+            barrier.wait(timeout=60)  # both start writing
+            barrier.wait(timeout=60)  # both are done
+            for number in range(2):
+                hit = cache.lookup("b", "shared-key", f"etag-{number}")
+                if hit is not None:
+                    content = hit.path.read_bytes()
+                    assert content == writer_content(number), f"etag-{number} gave {content[:1]!r}..., {len(content)} bytes"
+                    assert hit.size == len(content)
+                    hits += 1
     finally:
         for process in writers:
             process.join(timeout=60)
             if process.is_alive():
                 process.kill()
     assert [process.exitcode for process in writers] == [0, 0]
-    assert any(outcome is not None for outcome in outcomes)
+    assert hits > 0
     assert not [p for p in files_under(cache_root) if p.name.endswith(".tmp")]
 
 
