@@ -8,10 +8,11 @@ Why the inode: content and record are each written to a temp file and renamed in
 place, content first. The temp file is anonymous (``O_TMPFILE``) where Linux allows it
 and gets a name only just before its rename, so a writer killed half way (``kill -9``)
 leaves nothing behind; elsewhere it is a named ``.*.tmp`` file that eviction removes
-once it is an hour old. A crash or a concurrent writer between the two renames leaves a
-record whose inode does not match the content file, and :meth:`DiskCache.lookup` treats
-that as a miss. No partial or mismatched file is ever served, and no lock is needed
-between processes.
+once it is an hour old. Each record holds the inode of the file its writer wrote (from
+``fstat``, never from the path, which another writer may have replaced since). A crash
+or a concurrent writer between the two renames leaves a record whose inode does not
+match the content file, and :meth:`DiskCache.lookup` treats that as a miss. No partial
+or mismatched file is ever served, and no lock is needed between processes.
 
 Eviction: an entry goes after ``max_age_hours`` without access (the record's mtime is
 touched on use), and the least recently used entries go while the total exceeds
@@ -114,7 +115,8 @@ class DiskCache:
         with _atomic_file(path) as handle:
             writer = _Writer(handle)
             yield writer
-        stat = path.stat()
+            handle.flush()
+            stat = os.fstat(handle.fileno())  # not path.stat(): another writer may rename over it
         record = {
             "bucket": bucket,
             "key": key,

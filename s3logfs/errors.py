@@ -34,9 +34,9 @@ class CredentialsError(S3LogFSError):
 
 
 class ObjectNotFound(S3LogFSError):
-    """The object was deleted after it was listed."""
+    """The object was deleted after it was listed: the file is there, its content is not (EIO)."""
 
-    errno = errno.ENOENT
+    errno = errno.EIO
 
 
 class ObjectChanged(S3LogFSError):

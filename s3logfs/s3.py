@@ -163,7 +163,10 @@ class S3Client:
             response = getattr(self._client, operation)(Bucket=self.bucket, **params)
         except botocore.exceptions.ClientError as error:
             self.stats.add(errors=1)
-            raise self._translate(error, key) from error
+            translated = self._translate(error, key)
+            if isinstance(translated, ObjectNotFound):  # SPEC 9: name the key; FUSE does not log ENOENT
+                log.warning("%s", translated)
+            raise translated from error
         except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError) as error:
             raise CredentialsError("no AWS credentials found (environment, profile, SSO or instance role)") from error
         except botocore.exceptions.BotoCoreError as error:
