@@ -41,6 +41,12 @@ log = logging.getLogger(__name__)
 
 PROBE_WORKERS = 16
 """Parallel size probes at mount time: each is one or two tiny ranged GETs."""
+MULTI_MEMBER_DECODE_LIMIT = 1 << 20
+TAIL_EXACT_OBJECTS = 16
+TAIL_EXACT_BYTES = 256 * 1024
+"""At mount time, suspect estimates among the last objects (up to this many, or this many
+bytes) are decoded whatever their size: ``tail -n`` seeks from ``st_size`` and reads
+backwards, so the end of the stream must not move under it when an estimate is corrected."""
 
 
 @dataclass
@@ -92,12 +98,28 @@ class StreamReader:
         try:
             settle = self._probe if first else self._settle
             spans = list(self._fetch_pool.map(settle, entries))
+            if first:
+                self._settle_tail(entries, spans)
             self.index.append(spans)
             self.index.save()
         except Exception:  # the index thread must outlive any one batch
             log.exception("cannot add %d object(s) to the stream", len(entries))
         finally:
             self.ready.set()
+
+    def _settle_tail(self, entries: list[Entry], spans: list[Span]) -> None:
+        """Replace the estimates of the stream's last objects by exact lengths."""
+        chosen: list[int] = []
+        covered = 0
+        for position in range(len(entries) - 1, -1, -1):
+            if len(chosen) >= TAIL_EXACT_OBJECTS or covered >= TAIL_EXACT_BYTES:
+                break
+            covered += spans[position].length
+            if not spans[position].exact and _looks_multi_member(spans[position].length, entries[position].info.size,
+                                                                  limit=None):
+                chosen.append(position)
+        for position, span in zip(chosen, self._fetch_pool.map(self._settle, [entries[p] for p in chosen])):
+            spans[position] = span
 
     def _probe(self, entry: Entry) -> Span:
         saved = self._saved.get(entry.key)
@@ -106,10 +128,12 @@ class StreamReader:
         if self.catalog.fetcher.cached(entry.info) is not None:
             return self._exact_span(entry)
         try:
-            size, _ = self.catalog.decoded_size(entry)
+            size, exact = self.catalog.decoded_size(entry)
         except S3LogFSError as error:
             log.warning("cannot probe %s: %s", entry.key, error)
-            size = entry.info.size
+            size, exact = entry.info.size, True
+        if not exact and _looks_multi_member(size, entry.info.size, limit=MULTI_MEMBER_DECODE_LIMIT):
+            return self._settle(entry)
         return Span(entry.key, entry.info.etag, size, False)  # assumes a final newline
 
     def _settle(self, entry: Entry) -> Span:
@@ -202,6 +226,19 @@ class StreamReader:
         self._batches.shutdown(wait=False, cancel_futures=True)
         self._fetch_pool.shutdown(wait=False, cancel_futures=True)
         self.index.save()
+
+
+def _looks_multi_member(estimate: int, stored_size: int, limit: int | None) -> bool:
+    """Whether a gzip estimate is suspect (and the object within ``limit`` stored bytes).
+
+    The trailer gives the last member's size only. Log text compresses 3-10x, so a trailer
+    size under 1.5x the whole stored size means several members (CloudWatch deliveries
+    through Firehose) or a tiny object: both are cheaper to decode now than to correct
+    later. A plain object's estimate is its stored size, which is not suspect.
+    """
+    if estimate == stored_size or (limit is not None and stored_size > limit):
+        return False
+    return estimate < 1.5 * stored_size
 
 
 def _needs_newline(path: os.PathLike[str] | str, size: int) -> int:

@@ -61,7 +61,8 @@ def test_size_is_exact_before_any_read_from_probes_alone(
     rng = random.Random(3)
     objects = {}
     for number in range(30):
-        lines = b"".join(f"object {number} line {i} {rng.random()}\n".encode() for i in range(rng.randint(1, 80)))
+        lines = b"".join(f"object {number} GET /api/v1/items/{i} 200 {rng.randint(100, 999)} bytes\n".encode()
+                         for i in range(rng.randint(20, 80)))
         objects[f"p/{number:03d}.log" + (".gz" if number % 2 else "")] = gzip.compress(lines) if number % 2 else lines
     put_all(s3, bucket, objects)
     expected = stream_reference(s3, bucket, sorted(objects))
