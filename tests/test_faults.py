@@ -147,7 +147,7 @@ def test_object_deleted_after_mounting_fails_cleanly(
     s3: Any, bucket: str, mount_one: Any, server: LocalS3Server, found_by: str
 ) -> None:
     s3.put_object(Bucket=bucket, Key="logs/kept.log", Body=b"kept\n" * 10)
-    s3.put_object(Bucket=bucket, Key="logs/gone.log.gz", Body=gzip.compress(b"gone\n" * 10))
+    s3.put_object(Bucket=bucket, Key="logs/gone.log.gz", Body=gzip.compress(b"gone\n" * 40))
     mount = mount_one(*(["--poll-interval", "1"] if found_by == "head" else []), prefix="logs/")
     assert "gone.log" in os.listdir(mount.path)
     s3.delete_object(Bucket=bucket, Key="logs/gone.log.gz")
@@ -165,7 +165,7 @@ def test_object_deleted_after_mounting_fails_cleanly(
 
 def test_object_deleted_after_mounting_gives_eio(s3: Any, bucket: str, mount_one: Any) -> None:
     s3.put_object(Bucket=bucket, Key="logs/kept.log", Body=b"kept\n")
-    s3.put_object(Bucket=bucket, Key="logs/gone.log.gz", Body=gzip.compress(b"gone\n"))
+    s3.put_object(Bucket=bucket, Key="logs/gone.log.gz", Body=gzip.compress(b"gone\n" * 40))
     mount = mount_one(prefix="logs/")
     assert "gone.log" in os.listdir(mount.path)
     s3.delete_object(Bucket=bucket, Key="logs/gone.log.gz")
