@@ -33,6 +33,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from .cache import CachedObject
 from .catalog import Catalog, Entry
 from .errors import S3LogFSError
 from .index import Span, StreamIndex
@@ -144,8 +145,13 @@ class StreamReader:
             return Span(entry.key, entry.info.etag, entry.info.size, False)
 
     def _exact_span(self, entry: Entry) -> Span:
+        cached, length = self._decode(entry)
+        return Span(entry.key, cached.etag, length, True)
+
+    def _decode(self, entry: Entry) -> tuple[CachedObject, int]:
+        """The entry's decoded content on disk, and its exact length in the stream."""
         cached = self.catalog.materialize(entry)
-        return Span(entry.key, cached.etag, cached.size + _needs_newline(cached.path, cached.size), True)
+        return cached, cached.size + _needs_newline(cached.path, cached.size)
 
     # reading ----------------------------------------------------------------------
 
@@ -196,11 +202,11 @@ class StreamReader:
         cursor.close()
         span = self.index.spans[position]
         entry = self.catalog.by_key[span.key]
-        cached = self.catalog.materialize(entry)
-        adds_newline = _needs_newline(cached.path, cached.size)
-        self.index.correct(position, cached.size + adds_newline, exact=True, etag=cached.etag)
+        cached, length = self._decode(entry)
+        adds_newline = length > cached.size
+        self.index.correct(position, length, exact=True, etag=cached.etag)
         cursor.fd = os.open(cached.path, os.O_RDONLY | os.O_CLOEXEC)
-        cursor.fd_position, cursor.data_size, cursor.adds_newline = position, cached.size, bool(adds_newline)
+        cursor.fd_position, cursor.data_size, cursor.adds_newline = position, cached.size, adds_newline
 
     def _read_ahead(self, start: int) -> None:
         for position in range(start, min(start + self.prefetch, len(self.index))):
@@ -215,8 +221,8 @@ class StreamReader:
 
     def _prefetch_one(self, position: int, entry: Entry) -> None:
         try:
-            cached = self.catalog.materialize(entry)
-            self.index.correct(position, cached.size + _needs_newline(cached.path, cached.size), True, cached.etag)
+            span = self._exact_span(entry)
+            self.index.correct(position, span.length, True, span.etag)
         except S3LogFSError as error:
             log.warning("read-ahead of %s failed: %s", entry.key, error)
             with self._lock:
