@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from .cache import CachedObject
 from .errors import S3LogFSError
 from .names import FileNode, Tree
-from .objects import ObjectFetcher
+from .objects import UNKNOWN, ObjectFetcher
 from .s3 import ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class Entry:
     node: FileNode
     size: int | None = None
     size_exact: bool = False
+    encoding: str | None = None
     confirmed_at: float = 0.0
 
     @property
@@ -165,7 +166,7 @@ class Catalog:
         if info.etag != entry.info.etag or info.size != entry.info.size:
             log.info("s3://%s/%s was replaced (ETag %s)", self.fetcher.bucket, info.key, info.etag)
             entry.info = info
-            entry.size, entry.size_exact = None, False
+            entry.size, entry.size_exact, entry.encoding = None, False, None
 
     def revalidate(self, entry: Entry, max_age: float) -> None:
         """HEAD the object if its listing is older than ``max_age`` seconds."""
@@ -180,20 +181,28 @@ class Catalog:
         cached = self.fetcher.materialize(entry.info)
         with self._lock:
             if cached.etag == entry.info.etag:
-                entry.size, entry.size_exact = cached.size, True
+                entry.size, entry.size_exact, entry.encoding = cached.size, True, cached.encoding
         return cached
 
-    def decoded_size(self, entry: Entry) -> tuple[int, bool]:
-        """The entry's decoded size, probing S3 at most once per object version."""
-        if entry.size is not None:
+    def decoded_size(self, entry: Entry, sniff: bool = False) -> tuple[int, bool]:
+        """The entry's decoded size, probing S3 at most once per object version.
+
+        ``sniff`` asks for the content's first bytes when the listing alone sized it.
+        """
+
+        def known() -> bool:
+            return entry.size is not None and not (sniff and entry.encoding == UNKNOWN)
+
+        if known():
+            assert entry.size is not None
             return entry.size, entry.size_exact
         with self._lock:
             lock = self._probe_locks.setdefault(entry.key, threading.Lock())
         with lock:
-            if entry.size is None:
-                probe = self.fetcher.probe_size(entry.info)
+            if not known():
+                probe = self.fetcher.probe_size(entry.info, sniff)
                 with self._lock:
-                    entry.size, entry.size_exact = probe.size, probe.exact
+                    entry.size, entry.size_exact, entry.encoding = probe.size, probe.exact, probe.encoding
             assert entry.size is not None
             return entry.size, entry.size_exact
 

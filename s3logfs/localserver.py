@@ -8,7 +8,11 @@ the retry paths are exercised against a real HTTP server. Needs the ``demo`` ext
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -25,6 +29,8 @@ _NEWLINE_STANDIN = "\ue00a"
 newline for this private-use character on the way in and back on the way out."""
 _STANDIN_WSGI = _NEWLINE_STANDIN.encode().decode("latin-1")
 _STANDIN_URL = "%EE%80%8A"
+CONTROL_PATH = "/_localserver/"
+"""Not an S3 path (bucket names cannot start with '_'): the control endpoints live here."""
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
@@ -66,7 +72,7 @@ def _classify(method: str, path: str, query: dict[str, list[str]]) -> tuple[str,
     bucket, _, key = unquote(path.lstrip("/")).partition("/")
     if method == "GET" and key:
         return "get", bucket, key
-    if method == "GET" and ("list-type" in query or not query):
+    if method == "GET" and bucket and not key and not ({"location", "versioning", "acl", "policy"} & set(query)):
         return "list", bucket, key
     return {"HEAD": "head", "PUT": "put", "POST": "post", "DELETE": "delete"}.get(method, "other"), bucket, key
 
@@ -93,7 +99,36 @@ class CountingMiddleware:
                     return fault
         return None
 
+    def summary(self) -> dict[str, Any]:
+        """Request counts and bytes per kind, and the most requests seen in flight at once."""
+        with self._lock:
+            requests = list(self.counters.requests)
+            max_in_flight = self.counters.max_in_flight
+        kinds: dict[str, dict[str, int]] = {}
+        for request in requests:
+            totals = kinds.setdefault(request.kind, {"requests": 0, "bytes": 0})
+            totals["requests"] += 1
+            totals["bytes"] += request.body_bytes
+        return {"kinds": kinds, "max_in_flight": max_in_flight, "latency_ms": self.latency * 1000.0}
+
+    def _control(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """``/_localserver/{stats,reset,latency?ms=N}``: how a benchmark in another process drives us."""
+        action = environ.get("PATH_INFO", "")[len(CONTROL_PATH):]
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        if action == "reset":
+            self.reset()
+        elif action == "latency":
+            self.latency = float(query.get("ms", ["0"])[0]) / 1000.0
+        elif action != "stats":
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"unknown control action\n"]
+        body = json.dumps(self.summary()).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "").startswith(CONTROL_PATH):
+            return self._control(environ, start_response)
         method = environ["REQUEST_METHOD"]
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         kind, bucket, key = _classify(method, environ.get("PATH_INFO", ""), query)
@@ -198,3 +233,24 @@ class LocalS3Server:
 
     def iter_requests(self) -> Iterator[Request]:
         return iter(list(self.counters.requests))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m s3logfs.localserver``: serve in the foreground until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m s3logfs.localserver", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every request")
+    args = parser.parse_args(argv)
+    server = LocalS3Server(latency_ms=args.latency_ms, port=args.port).start()
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    sys.stdout.write(server.endpoint_url + "\n")
+    sys.stdout.flush()
+    stopped.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,8 +6,10 @@
   and decodes the object into the cache on a miss. Concurrent callers for one object
   share one download (single flight), so a reader and the read-ahead never fetch twice.
 * :meth:`~ObjectFetcher.probe_size`: how big is it decoded, without downloading it? Exact
-  when cached; otherwise the stored size for plain objects, and the gzip ISIZE trailer
-  (one small ranged GET) for gzip ones, which is exact for single-member gzip.
+  when cached. Otherwise the listing's stored size for objects whose key does not say
+  gzip (no request at all, so mounting 10,000 plain objects costs only the listing), and
+  the gzip ISIZE trailer (one 4-byte ranged GET) for keys ending ``.gz``: exact for
+  single-member gzip, and a lower bound for multi-member gzip.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from .cache import CachedObject, DiskCache
-from .codecs import GZIP, AutoDecoder, PlainDecoder, detect, gzip_isize
+from .codecs import GZIP, PLAIN, AutoDecoder, PlainDecoder, detect, gzip_isize
 from .errors import CodecError
 from .s3 import ObjectInfo, S3Client
 
@@ -93,17 +95,37 @@ class ObjectFetcher:
         log.debug("cached s3://%s/%s (%d bytes decoded)", self.bucket, info.key, out.result.size)
         return out.result
 
-    def probe_size(self, info: ObjectInfo) -> SizeProbe:
-        """The decoded size of ``info`` from cheap requests; see the module docstring."""
+    def probe_size(self, info: ObjectInfo, sniff: bool = False) -> SizeProbe:
+        """The decoded size of ``info`` from at most two tiny requests; see the module docstring.
+
+        Without ``sniff``, only keys named like gzip cost a request (the ISIZE trailer);
+        any other object is taken as plain at its stored size, unconfirmed. With ``sniff``,
+        the first two bytes decide, whatever the name.
+        """
         hit = self.cached(info)
         if hit is not None:
             return SizeProbe(hit.size, True, hit.encoding)
         if info.size < 2 or not self.decode:
-            return SizeProbe(info.size, True, "plain")
-        head = self.client.get_range(info.key, "0-1", info.etag or None)
-        if detect(head) != GZIP:
-            return SizeProbe(info.size, True, "plain")
+            return SizeProbe(info.size, True, PLAIN)
+        if not sniff and not looks_gzip_named(info.key):
+            return SizeProbe(info.size, False, UNKNOWN)
+        if sniff and detect(self.client.get_range(info.key, "0-1", info.etag or None)) != GZIP:
+            return SizeProbe(info.size, True, PLAIN)
         if info.size < 18:  # smaller than an empty gzip member: corrupt, reading will say so
             return SizeProbe(0, False, GZIP)
-        trailer = self.client.get_range(info.key, "-4", info.etag or None)
-        return SizeProbe(gzip_isize(trailer), False, GZIP)
+        isize = gzip_isize(self.client.get_range(info.key, "-4", info.etag or None))
+        if isize > MAX_INFLATE_RATIO * info.size:  # no gzip inflates that much: a plain file named .gz
+            return SizeProbe(info.size, False, UNKNOWN)
+        return SizeProbe(isize, False, GZIP)
+
+
+MAX_INFLATE_RATIO = 1032
+"""Deflate's largest possible expansion: an ISIZE above this times the stored size is not gzip."""
+UNKNOWN = "unknown"
+"""The encoding of an object sized from its listing alone."""
+_GZIP_SUFFIXES = (".gz", ".gzip", ".tgz")
+
+
+def looks_gzip_named(key: str) -> bool:
+    """Whether a key's name says gzip. Only sizing uses this; content is decoded by its magic bytes."""
+    return key.lower().endswith(_GZIP_SUFFIXES)

@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .cache import CachedObject
+from .codecs import GZIP
 from .catalog import Catalog, Entry
 from .errors import S3LogFSError
 from .index import Span, StreamIndex
@@ -45,9 +46,9 @@ PROBE_WORKERS = 16
 MULTI_MEMBER_DECODE_LIMIT = 1 << 20
 TAIL_EXACT_OBJECTS = 16
 TAIL_EXACT_BYTES = 256 * 1024
-"""At mount time, suspect estimates among the last objects (up to this many, or this many
-bytes) are decoded whatever their size: ``tail -n`` seeks from ``st_size`` and reads
-backwards, so the end of the stream must not move under it when an estimate is corrected."""
+"""At mount time, the estimates of the last objects (up to this many, or this many bytes)
+are settled: ``tail -n`` seeks from ``st_size`` and reads backwards, so the end of the
+stream must not move under it when an estimate is corrected."""
 
 
 @dataclass
@@ -109,17 +110,30 @@ class StreamReader:
             self.ready.set()
 
     def _settle_tail(self, entries: list[Entry], spans: list[Span]) -> None:
-        """Replace the estimates of the stream's last objects by exact lengths."""
-        chosen: list[int] = []
-        covered = 0
-        for position in range(len(entries) - 1, -1, -1):
-            if len(chosen) >= TAIL_EXACT_OBJECTS or covered >= TAIL_EXACT_BYTES:
-                break
-            covered += spans[position].length
-            if not spans[position].exact and _looks_multi_member(spans[position].length, entries[position].info.size,
-                                                                  limit=None):
-                chosen.append(position)
-        for position, span in zip(chosen, self._fetch_pool.map(self._settle, [entries[p] for p in chosen])):
+        """Replace the estimates of the stream's last objects by exact lengths.
+
+        A gzip trailer that looks single-member stands. Other small objects are decoded: a
+        whole small GET costs what a probe costs, and warms the cache for ``tail``. A large
+        one is sniffed: plain is exact but for a final newline, and gzip keeps its trailer
+        size unless it looks multi-member.
+        """
+
+        def settle(position: int) -> Span:
+            entry = entries[position]
+            if entry.encoding == GZIP and not _looks_multi_member(spans[position].length, entry.info.size, None):
+                return spans[position]  # a single member's trailer is exact
+            if entry.info.size > MULTI_MEMBER_DECODE_LIMIT:
+                try:
+                    size, exact = self.catalog.decoded_size(entry, sniff=True)
+                except S3LogFSError as error:
+                    log.warning("cannot probe %s: %s", entry.key, error)
+                    return spans[position]
+                if exact or not _looks_multi_member(size, entry.info.size, limit=None):
+                    return Span(entry.key, entry.info.etag, size, False)
+            return self._settle(entry)
+
+        chosen = _tail_positions(spans)
+        for position, span in zip(chosen, self._fetch_pool.map(settle, chosen)):
             spans[position] = span
 
     def _probe(self, entry: Entry) -> Span:
@@ -232,6 +246,19 @@ class StreamReader:
         self._batches.shutdown(wait=False, cancel_futures=True)
         self._fetch_pool.shutdown(wait=False, cancel_futures=True)
         self.index.save()
+
+
+def _tail_positions(spans: list[Span]) -> list[int]:
+    """The inexact spans among the last ``TAIL_EXACT_OBJECTS`` or ``TAIL_EXACT_BYTES`` of a batch."""
+    chosen: list[int] = []
+    covered = 0
+    for position in range(len(spans) - 1, -1, -1):
+        if len(chosen) >= TAIL_EXACT_OBJECTS or covered >= TAIL_EXACT_BYTES:
+            break
+        covered += spans[position].length
+        if not spans[position].exact:
+            chosen.append(position)
+    return chosen
 
 
 def _looks_multi_member(estimate: int, stored_size: int, limit: int | None) -> bool:

@@ -28,7 +28,7 @@ from s3logfs.codecs import GZIP, PLAIN, AutoDecoder, GzipDecoder, decode_chunks,
 from s3logfs.config import Settings, common_options, file_options, parse_size, read_config_file
 from s3logfs.errors import CodecError, UsageError
 from s3logfs.names import NAME_MAX, DirNode, FileNode, Tree
-from s3logfs.objects import ObjectFetcher
+from s3logfs.objects import UNKNOWN, ObjectFetcher
 from s3logfs.s3 import ObjectInfo, Stats
 
 # --------------------------------------------------------------------------------------------
@@ -137,11 +137,36 @@ def test_objects_are_decoded_by_content_whatever_their_key(tmp_path: Path) -> No
     for key, body in bodies.items():
         encoding = PLAIN if key == "plain-named.log.gz" else GZIP
         info = ObjectInfo(key=key, size=len(body), etag=f"etag-{key}", last_modified=0.0)
-        probe = fetcher.probe_size(info)  # not cached yet: from the first two bytes and the trailer
+        probe = fetcher.probe_size(info, sniff=True)  # not cached yet: from the first two bytes and the trailer
         assert (probe.size, probe.encoding) == (len(text), encoding), key
         cached = fetcher.materialize(info)
         assert cached.path.read_bytes() == text, key
         assert cached.encoding == encoding, key
+
+
+class CountingObjects(StoredObjects):
+    def __init__(self, bodies: dict[str, bytes]) -> None:
+        super().__init__(bodies)
+        self.ranges: list[tuple[str, str]] = []
+
+    def get_range(self, key: str, byte_range: str, etag: str | None = None) -> bytes:
+        self.ranges.append((key, byte_range))
+        return super().get_range(key, byte_range, etag)
+
+
+def test_sizing_from_the_listing_asks_only_gzip_named_keys_for_their_trailer(tmp_path: Path) -> None:
+    text = b"127.0.0.1 GET / 200\n" * 20
+    bodies = {"a.log.gz": gzip.compress(text), "plain-named.log.gz": text, "no-suffix": gzip.compress(text),
+              "b.log": text}
+    objects = CountingObjects(bodies)
+    fetcher = ObjectFetcher(objects, DiskCache(tmp_path / "cache"))  # type: ignore[arg-type]
+    probes = {key: fetcher.probe_size(ObjectInfo(key, len(body), f"e-{key}", 0.0)) for key, body in bodies.items()}
+    assert (probes["a.log.gz"].size, probes["a.log.gz"].encoding) == (len(text), GZIP)
+    # the last 4 bytes of text are no plausible ISIZE: the listing size stands, unconfirmed
+    assert (probes["plain-named.log.gz"].size, probes["plain-named.log.gz"].encoding) == (len(text), UNKNOWN)
+    assert (probes["no-suffix"].size, probes["no-suffix"].exact) == (len(bodies["no-suffix"]), False)
+    assert (probes["b.log"].size, probes["b.log"].encoding) == (len(text), UNKNOWN)
+    assert sorted(objects.ranges) == [("a.log.gz", "-4"), ("plain-named.log.gz", "-4")]
 
 
 @pytest.mark.parametrize("cut", [1, 2, 3, 10, 20, -9, -8, -4, -1])

@@ -1,0 +1,832 @@
+#!/usr/bin/env python3
+"""Benchmark s3logfs against the usual ways of reading S3 logs, in one run (SPEC section 8).
+
+    scripts/bench.py                      # every scenario, at 0 and 30 ms per request
+    scripts/bench.py --latency-ms 30 --only cold_small,tail_n --tools s3logfs,s3tail
+
+It installs what it needs (s3fs, rclone and awscli from Debian, the ``bench`` extra into
+``.venv``), starts a local S3 server (moto behind a middleware that adds latency and
+counts requests) in its own process, uploads generated AWS-format datasets, and then,
+for every scenario and latency, runs each tool on the same objects:
+
+* ``s3logfs``: mounted, reading ``stream`` (or listing the mount);
+* ``s3fs`` and ``rclone``: mounted, ``cat``/``zcat`` over the per-key files;
+* ``s3tail``: one sequential boto3 reader, s3tail's algorithm (list, GET each key in
+  order, gunzip);
+* ``awscli``: ``aws s3 cp --recursive`` into a directory, then ``cat``/``zcat``.
+
+Every output is checked (byte counts, the last lines, the number of entries), so a
+fast wrong answer cannot win. It prints a table of median wall times with each
+peer's ratio to s3logfs, and writes every measurement to a JSON file.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = Path(os.environ.get("S3LOGFS_VENV", ROOT / ".venv"))
+APT_PACKAGES = "fuse3 libfuse2 s3fs rclone awscli procps"
+
+
+def _bootstrap() -> None:
+    """Re-run under the project's virtualenv, installing whatever is missing first."""
+    if Path(sys.prefix).resolve() == VENV.resolve():
+        return
+    setup = f'source "{ROOT}/scripts/_setup.sh" && ensure_apt {APT_PACKAGES} && ensure_venv bench'
+    subprocess.run(["bash", "-c", setup], check=True)
+    python = str(VENV / "bin" / "python")
+    os.execv(python, [python, str(Path(__file__).resolve()), *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    _bootstrap()
+
+# ----------------------------------------------------------------------------- after bootstrap
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import gzip  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import random  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+import zlib  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
+from datetime import datetime, timedelta, timezone  # noqa: E402
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+PREFIX = "logs/"
+TOOLS = ("s3logfs", "s3fs", "rclone", "s3tail", "awscli")
+SCENARIOS = ("cold_small", "cold_gzip", "cached_reread", "tail_n", "ls_l", "tail_f", "rss_1g")
+FOLLOW_POLL_SECONDS = 1.0
+"""Every follower (s3logfs's poller and the peers' loops) lists S3 this often."""
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+@dataclass
+class Dataset:
+    """Objects in one bucket under ``logs/``, and what a reader must see."""
+
+    bucket: str
+    keys: list[str]
+    bodies: list[bytes]
+    contents: list[bytes]
+    gzip: bool
+
+    @property
+    def decoded_bytes(self) -> int:
+        return sum(len(content) for content in self.contents)
+
+    @property
+    def stored_bytes(self) -> int:
+        return sum(len(body) for body in self.bodies)
+
+    def last_lines(self, count: int) -> bytes:
+        lines = b"".join(self.contents[-4:]).splitlines(keepends=True)
+        return b"".join(lines[-count:])
+
+
+def _s3_access_dataset(bucket: str, count: int, lines: int, seed: int) -> Dataset:
+    from s3logfs.demo_data import s3_access_object
+
+    rng = random.Random(seed)
+    start = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    objects = [s3_access_object(rng, start + timedelta(seconds=37 * n), lines, prefix=PREFIX) for n in range(count)]
+    return Dataset(bucket, [o.key for o in objects], [o.body for o in objects], [o.content for o in objects], False)
+
+
+def _alb_dataset(bucket: str, count: int, decoded_size: int, unique: int, seed: int) -> Dataset:
+    """ALB ``.log.gz`` objects; ``unique`` distinct bodies are reused under ``count`` keys.
+
+    Generating and compressing a gigabyte of log lines would take minutes; no tool here
+    deduplicates content, so reusing bodies changes no measurement.
+    """
+    from s3logfs.demo_data import ACCOUNT_ID, ALB_ID, ALB_NAME, REGION, large_gzip_object
+
+    rng = random.Random(seed)
+    start = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    made = [large_gzip_object(rng, start + timedelta(minutes=5 * n), decoded_size, prefix=PREFIX) for n in range(unique)]
+    keys, bodies, contents = [], [], []
+    for n in range(count):
+        when = start + timedelta(minutes=5 * n)
+        keys.append(
+            f"{PREFIX}{ACCOUNT_ID}_elasticloadbalancing_{REGION}_app.{ALB_NAME}.{ALB_ID}_"
+            f"{when:%Y%m%dT%H%MZ}_10.0.{n % 3}.1_{rng.getrandbits(32):08x}.log.gz"
+        )
+        bodies.append(made[n % unique].body)
+        contents.append(made[n % unique].content)
+    return Dataset(bucket, keys, bodies, contents, True)
+
+
+def make_datasets(scale: float) -> dict[str, Dataset]:
+    def scaled(count: int) -> int:
+        return max(20, int(count * scale))
+
+    return {
+        "small": _s3_access_dataset("bench-small", scaled(2000), 100, seed=1),
+        "gzip": _alb_dataset("bench-gzip", scaled(200), 2_500_000, unique=20, seed=2),
+        "many": _s3_access_dataset("bench-many", scaled(10_000), 24, seed=3),
+        "big": _alb_dataset("bench-big", scaled(400), 2_500_000, unique=20, seed=2),
+        "follow": _s3_access_dataset("bench-follow", 20, 24, seed=4),
+    }
+
+
+# ----------------------------------------------------------------------------- the server
+
+
+class Server:
+    """``python -m s3logfs.localserver`` in its own process, so it never shares our GIL."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "s3logfs.localserver"], stdout=subprocess.PIPE, text=True, env=_env()
+        )
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().strip()
+        if not self.url.startswith("http"):
+            raise SystemExit("the local S3 server did not start")
+
+    def control(self, action: str) -> dict:
+        with urllib.request.urlopen(f"{self.url}/_localserver/{action}", timeout=30) as response:
+            return json.loads(response.read())
+
+    def set_latency(self, ms: float) -> None:
+        self.control(f"latency?ms={ms}")
+
+    def client(self):  # noqa: ANN201 - a boto3 client
+        import boto3
+        import botocore.config
+
+        config = botocore.config.Config(s3={"addressing_style": "path"}, max_pool_connections=32)
+        return boto3.client("s3", endpoint_url=self.url, config=config, **_boto_credentials())
+
+    def upload(self, dataset: Dataset) -> None:
+        client = self.client()
+        client.create_bucket(Bucket=dataset.bucket)
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda kb: client.put_object(Bucket=dataset.bucket, Key=kb[0], Body=kb[1]),
+                          zip(dataset.keys, dataset.bodies)))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def _boto_credentials() -> dict[str, str]:
+    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, **CREDENTIALS, **extra)
+    env.pop("AWS_PROFILE", None)
+    env["LC_ALL"] = "C"
+    return env
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Run:
+    seconds: float
+    ok: bool
+    detail: str = ""
+    requests: dict = field(default_factory=dict)
+    peak_rss_mb: float | None = None
+
+
+@dataclass
+class Cell:
+    """Every run of one tool in one scenario at one latency."""
+
+    scenario: str
+    tool: str
+    latency_ms: float
+    runs: list[Run] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def median(self) -> float | None:
+        good = [run.seconds for run in self.runs if run.ok]
+        return statistics.median(good) if good and len(good) == len(self.runs) else None
+
+    @property
+    def peak_rss_mb(self) -> float | None:
+        values = [run.peak_rss_mb for run in self.runs if run.peak_rss_mb is not None]
+        return max(values) if values else None
+
+
+def sh(command: str, env: dict[str, str] | None = None, timeout: float = 1800) -> tuple[float, bytes, int]:
+    """Run ``command`` in bash; wall seconds, stdout, and the peak RSS (KiB) of its process tree."""
+    started = time.perf_counter()
+    process = subprocess.Popen(["bash", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=env or _env())
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    seconds = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"{command!r} failed ({process.returncode}): {err.decode(errors='replace')[-500:]}")
+    return seconds, out, 0
+
+
+def daemon_peak_rss_mb(mountpoint: Path) -> float | None:
+    """VmHWM of the process whose command line names ``mountpoint`` (the FUSE daemon)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if str(mountpoint).encode() not in argv or b"bash" in argv[0]:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return None
+
+
+def unmount(mountpoint: Path) -> None:
+    for binary in ("fusermount3", "fusermount"):
+        if shutil.which(binary):
+            subprocess.run([binary, "-u", "-z", str(mountpoint)], capture_output=True, check=False)
+            break
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and daemon_peak_rss_mb(mountpoint) is not None:
+        time.sleep(0.05)
+
+
+def wait_mounted(mountpoint: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.ismount(mountpoint):
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"{mountpoint} did not mount")
+
+
+# ----------------------------------------------------------------------------- the tools
+
+
+class Tool:
+    """How one tool does each job. Mounting tools mount inside the timed region."""
+
+    name = ""
+    mounts = True
+
+    def __init__(self, bench: Bench) -> None:
+        self.bench = bench
+        self.url = bench.server.url
+
+    def mount(self, dataset: Dataset, mountpoint: Path, follow: bool = False) -> str:
+        """A shell command that mounts ``dataset`` on ``mountpoint`` and returns once it answers."""
+        raise NotImplementedError
+
+    def read_all(self, dataset: Dataset, where: Path) -> str:
+        """A shell command that writes every decoded line of ``dataset`` to stdout."""
+        tool = "zcat" if dataset.gzip else "cat"
+        return f"cd {where} && ls | xargs {tool} --"
+
+    def last_lines(self, dataset: Dataset, where: Path, count: int) -> str:
+        return f'cd {where} && tail -q -n {count} -- "$(ls | tail -n 1)"'
+
+    def listing(self, dataset: Dataset, where: Path) -> str:
+        return f"ls -l {where}"
+
+    def follower(self, dataset: Dataset, where: Path) -> str:
+        """A shell command that prints each new object's lines as it lands, polling each second."""
+        return (
+            f"cd {where}; seen=$(ls); while sleep {FOLLOW_POLL_SECONDS}; do now=$(ls); "
+            f'comm -13 <(echo "$seen") <(echo "$now") | while read -r f; do cat -- "$f"; done; seen=$now; done'
+        )
+
+
+class S3logfsTool(Tool):
+    name = "s3logfs"
+
+    def mount(self, dataset: Dataset, mountpoint: Path, follow: bool = False) -> str:
+        binary = Path(sys.executable).parent / "s3logfs"
+        cache = tempfile.mkdtemp(prefix="bench-cache-", dir=self.bench.work)
+        poll = FOLLOW_POLL_SECONDS if follow else 0
+        return (f"{binary} mount {dataset.bucket}/{PREFIX} {mountpoint} --endpoint-url {self.url} "
+                f"--cache-dir {cache} --poll-interval {poll} -c {self.bench.work}/s3logfsrc")
+
+    def read_all(self, dataset: Dataset, where: Path) -> str:
+        return f"cat {where}/stream"
+
+    def last_lines(self, dataset: Dataset, where: Path, count: int) -> str:
+        return f"tail -n {count} {where}/stream"
+
+    def follower(self, dataset: Dataset, where: Path) -> str:
+        return f"tail -n 0 -f -s 0.2 {where}/stream"
+
+
+class S3fsTool(Tool):
+    name = "s3fs"
+
+    def mount(self, dataset: Dataset, mountpoint: Path, follow: bool = False) -> str:
+        passwd = self.bench.work / "s3fs-passwd"
+        passwd.write_text("testing:testing\n")
+        passwd.chmod(0o600)
+        return (f"s3fs {dataset.bucket}:/{PREFIX.rstrip('/')} {mountpoint} -o url={self.url} "
+                f"-o use_path_request_style -o passwd_file={passwd} -o endpoint=us-east-1 -o ro "
+                f"&& {_wait_mount_shell(mountpoint)}")
+
+
+class RcloneTool(Tool):
+    name = "rclone"
+
+    def mount(self, dataset: Dataset, mountpoint: Path, follow: bool = False) -> str:
+        cache_time = "1s" if follow else "5m"  # 5m is rclone's default; a follower needs fresh listings
+        return (f"env -u AWS_CA_BUNDLE rclone mount :s3:{dataset.bucket}/{PREFIX.rstrip('/')} {mountpoint} "
+                f"--config /dev/null --daemon --read-only --s3-provider Other --s3-endpoint {self.url} "
+                f"--s3-access-key-id testing --s3-secret-access-key testing --s3-region us-east-1 "
+                f"--dir-cache-time {cache_time} && {_wait_mount_shell(mountpoint)}")
+
+
+class S3tailTool(Tool):
+    """s3tail's algorithm: one sequential boto3 reader (s3tail 0.2.1 itself needs Python 2)."""
+
+    name = "s3tail"
+    mounts = False
+
+    def _run(self, dataset: Dataset, mode: str) -> str:
+        return (f"{sys.executable} {Path(__file__).resolve()} _s3tail --endpoint-url {self.url} "
+                f"--bucket {dataset.bucket} --prefix {PREFIX} --mode {mode}")
+
+    def read_all(self, dataset: Dataset, where: Path) -> str:
+        return self._run(dataset, "cat")
+
+    def last_lines(self, dataset: Dataset, where: Path, count: int) -> str:
+        return f"{self._run(dataset, 'last')} | tail -n {count}"
+
+    def listing(self, dataset: Dataset, where: Path) -> str:
+        return self._run(dataset, "ls")
+
+    def follower(self, dataset: Dataset, where: Path) -> str:
+        return self._run(dataset, "follow")
+
+
+class AwscliTool(Tool):
+    name = "awscli"
+    mounts = False
+
+    def _aws(self, arguments: str) -> str:
+        return f"/usr/bin/aws --endpoint-url {self.url} {arguments}"
+
+    def read_all(self, dataset: Dataset, where: Path) -> str:
+        copy = self._aws(f"s3 cp --recursive --only-show-errors s3://{dataset.bucket}/{PREFIX} {where}")
+        return f"{copy} && {super().read_all(dataset, where)}"
+
+    def last_lines(self, dataset: Dataset, where: Path, count: int) -> str:
+        last = f"$({self._aws(f's3 ls s3://{dataset.bucket}/{PREFIX}')} | tail -n 1 | awk '{{print $4}}')"
+        return f"{self._aws(f's3 cp s3://{dataset.bucket}/{PREFIX}{last} -')} | tail -n {count}"
+
+    def listing(self, dataset: Dataset, where: Path) -> str:
+        return self._aws(f"s3 ls s3://{dataset.bucket}/{PREFIX}")
+
+    def follower(self, dataset: Dataset, where: Path) -> str:
+        listing = self._aws(f"s3 ls s3://{dataset.bucket}/{PREFIX}") + " | awk '{print $4}'"
+        fetch = self._aws(f's3 cp "s3://{dataset.bucket}/{PREFIX}$f" -')
+        return (f"seen=$({listing}); while sleep {FOLLOW_POLL_SECONDS}; do now=$({listing}); "
+                f'comm -13 <(echo "$seen") <(echo "$now") | while read -r f; do {fetch}; done; seen=$now; done')
+
+
+def _wait_mount_shell(mountpoint: Path) -> str:
+    return f"for i in $(seq 600); do mountpoint -q {mountpoint} && break; sleep 0.02; done; mountpoint -q {mountpoint}"
+
+
+TOOL_CLASSES: dict[str, type[Tool]] = {
+    cls.name: cls for cls in (S3logfsTool, S3fsTool, RcloneTool, S3tailTool, AwscliTool)
+}
+
+
+# ----------------------------------------------------------------------------- scenarios
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.work = Path(tempfile.mkdtemp(prefix="s3logfs-bench-"))
+        (self.work / "s3logfsrc").write_text("")
+        self.server = Server()
+        self.tools = {name: TOOL_CLASSES[name](self) for name in args.tools}
+        self.cells: list[Cell] = []
+        self._mount_count = 0
+
+    @contextlib.contextmanager
+    def place(self, tool: Tool, dataset: Dataset, follow: bool = False) -> Iterator[tuple[Path, str]]:
+        """A mountpoint (mounting tools) or an empty directory, and the command that prepares it."""
+        self._mount_count += 1
+        where = self.work / f"{tool.name}-{self._mount_count}"
+        where.mkdir()
+        try:
+            yield where, (tool.mount(dataset, where, follow) if tool.mounts else "true")
+        finally:
+            if tool.mounts:
+                unmount(where)
+            shutil.rmtree(where, ignore_errors=True)
+
+    def measure(self, scenario: str, tool: Tool, latency: float, attempt: Callable[[], Run]) -> Cell:
+        cell = Cell(scenario, tool.name, latency)
+        spent = 0.0
+        while len(cell.runs) < self.args.repeat and (not cell.runs or spent < self.args.budget):
+            self.server.control("reset")
+            try:
+                run = attempt()
+            except Exception as error:  # a failed peer is reported, not fatal
+                run = Run(0.0, False, f"error: {error}")
+            run.requests = run.requests or _requests_summary(self.server.control("stats"))
+            cell.runs.append(run)
+            spent += run.seconds
+            _progress(cell, run)
+            if not run.ok:
+                break
+        self.cells.append(cell)
+        return cell
+
+    # one scenario each --------------------------------------------------------------
+
+    def cold_read(self, scenario: str, tool: Tool, dataset: Dataset, latency: float) -> Cell:
+        def attempt() -> Run:
+            with self.place(tool, dataset) as (where, prepare):
+                seconds, out, _ = sh(f"{prepare} && {tool.read_all(dataset, where)} | wc -c")
+                rss = daemon_peak_rss_mb(where) if tool.mounts else None
+            return _check_bytes(seconds, out, dataset, rss)
+
+        return self.measure(scenario, tool, latency, attempt)
+
+    def cached_reread(self, dataset: Dataset, latency: float) -> list[Cell]:
+        """s3logfs re-reading ``stream`` from its cache, and a bare pass-through FUSE read of the same bytes."""
+        tool = self.tools["s3logfs"]
+        cells = []
+        with self.place(tool, dataset) as (where, prepare):
+            sh(f"{prepare} && cat {where}/stream > /dev/null")
+            cells.append(self.measure("cached_reread", tool, latency,
+                                      lambda: _check_bytes(*sh(f"cat {where}/stream | wc -c")[:2], dataset, None)))
+        source = self.work / "passthrough-source"
+        source.mkdir(exist_ok=True)
+        with open(source / "stream", "wb") as handle:
+            for content in dataset.contents:
+                handle.write(content)
+        target = self.work / "passthrough"
+        target.mkdir(exist_ok=True)
+        process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "_passthrough", str(source),
+                                    str(target)])
+        try:
+            wait_mounted(target)
+            sh(f"cat {target}/stream > /dev/null")
+            reference = Tool(self)
+            reference.name = "passthrough"
+            cells.append(self.measure("cached_reread", reference, latency,
+                                      lambda: _check_bytes(*sh(f"cat {target}/stream | wc -c")[:2], dataset, None)))
+        finally:
+            unmount(target)
+            process.wait(timeout=30)
+        return cells
+
+    def tail_n(self, tool: Tool, dataset: Dataset, latency: float) -> Cell:
+        expected = dataset.last_lines(20)
+
+        def attempt() -> Run:
+            with self.place(tool, dataset) as (where, prepare):
+                seconds, out, _ = sh(f"{prepare} && {tool.last_lines(dataset, where, 20)}")
+            ok = out == expected
+            return Run(seconds, ok, "" if ok else f"wrong lines: {out[-200:]!r}")
+
+        return self.measure("tail_n", tool, latency, attempt)
+
+    def ls_l(self, tool: Tool, dataset: Dataset, latency: float) -> Cell:
+        def attempt() -> Run:
+            with self.place(tool, dataset) as (where, prepare):
+                seconds, out, _ = sh(f"{prepare} && {tool.listing(dataset, where)}")
+            names = out.count(b"\n")
+            ok = names >= len(dataset.keys)
+            return Run(seconds, ok, f"{names} lines")
+
+        return self.measure("ls_l", tool, latency, attempt)
+
+    def tail_f(self, tool: Tool, dataset: Dataset, latency: float) -> Cell:
+        client = self.server.client()
+        with self.place(tool, dataset, follow=True) as (where, prepare):
+            sh(prepare)
+            follower = subprocess.Popen(["bash", "-c", tool.follower(dataset, where)], stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, env=_env(), start_new_session=True)
+            seen: dict[bytes, float] = {}
+            reader = threading.Thread(target=_watch_markers, args=(follower, seen), daemon=True)
+            reader.start()
+            time.sleep(2.5)  # let the follower take its first listing
+            rng = random.Random(7)
+
+            def attempt() -> Run:
+                marker = f"bench-marker-{rng.getrandbits(48):012x}".encode()
+                stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
+                key = f"{PREFIX}{stamp}-{marker.decode()[-12:].upper()}"
+                time.sleep(rng.uniform(0, FOLLOW_POLL_SECONDS))
+                client.put_object(Bucket=dataset.bucket, Key=key, Body=b"new line " + marker + b"\n")
+                put_at = time.perf_counter()
+                deadline = put_at + 30
+                while marker not in seen and time.perf_counter() < deadline:
+                    time.sleep(0.005)
+                if marker not in seen:
+                    return Run(30.0, False, "the new line never appeared")
+                return Run(seen[marker] - put_at, True)
+
+            try:
+                return self.measure("tail_f", tool, latency, attempt)
+            finally:
+                os.killpg(follower.pid, signal.SIGTERM)
+                follower.wait(timeout=10)
+
+    def rss(self, dataset: Dataset) -> Cell:
+        tool = self.tools["s3logfs"]
+        cell = self.cold_read("rss_1g", tool, dataset, 0.0)
+        cell.note = f"{dataset.decoded_bytes / 1e9:.2f} GB decoded"
+        return cell
+
+
+def _watch_markers(process: subprocess.Popen, seen: dict[bytes, float]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        position = line.find(b"bench-marker-")
+        if position >= 0:
+            seen.setdefault(line[position:].strip(), time.perf_counter())
+
+
+def _check_bytes(seconds: float, out: bytes, dataset: Dataset, rss: float | None) -> Run:
+    count = int(out.split()[0]) if out.strip() else -1
+    ok = count == dataset.decoded_bytes
+    detail = "" if ok else f"read {count} bytes, expected {dataset.decoded_bytes}"
+    return Run(seconds, ok, detail, peak_rss_mb=rss)
+
+
+def _requests_summary(stats: dict) -> dict:
+    kinds = stats.get("kinds", {})
+    return {
+        "list": kinds.get("list", {}).get("requests", 0),
+        "get": kinds.get("get", {}).get("requests", 0),
+        "head": kinds.get("head", {}).get("requests", 0),
+        "get_bytes": kinds.get("get", {}).get("bytes", 0),
+        "max_in_flight": stats.get("max_in_flight", 0),
+    }
+
+
+def _progress(cell: Cell, run: Run) -> None:
+    state = f"{run.seconds:8.3f} s" if run.ok else f"FAILED {run.detail}"
+    requests = run.requests
+    sys.stderr.write(
+        f"  {cell.scenario:<14} {cell.latency_ms:>4.0f} ms  {cell.tool:<12} {state}"
+        f"  (GET {requests.get('get', 0)}, LIST {requests.get('list', 0)}, HEAD {requests.get('head', 0)},"
+        f" in flight <= {requests.get('max_in_flight', 0)})\n"
+    )
+    sys.stderr.flush()
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def run_all(bench: Bench, datasets: dict[str, Dataset]) -> None:
+    args = bench.args
+    tools = list(bench.tools.values())
+    for latency in args.latency_ms:
+        bench.server.set_latency(latency)
+        sys.stderr.write(f"latency {latency:g} ms per request\n")
+        if "cold_small" in args.only:
+            for tool in tools:
+                bench.cold_read("cold_small", tool, datasets["small"], latency)
+        if "cold_gzip" in args.only:
+            for tool in tools:
+                bench.cold_read("cold_gzip", tool, datasets["gzip"], latency)
+        if "cached_reread" in args.only and "s3logfs" in bench.tools and latency == args.latency_ms[0]:
+            bench.cached_reread(datasets["gzip"], latency)
+        if "tail_n" in args.only:
+            for tool in tools:
+                bench.tail_n(tool, datasets["many"], latency)
+        if "ls_l" in args.only:
+            for tool in tools:
+                bench.ls_l(tool, datasets["many"], latency)
+        if "tail_f" in args.only:
+            for tool in tools:
+                bench.tail_f(tool, datasets["follow"], latency)
+    if "rss_1g" in args.only and "s3logfs" in bench.tools:
+        bench.server.set_latency(0)
+        bench.rss(datasets["gzip"])
+        bench.rss(datasets["big"])
+
+
+def report(bench: Bench, datasets: dict[str, Dataset]) -> str:
+    """The table: median seconds per tool, and each peer's time as a multiple of s3logfs's."""
+    peers = [name for name in TOOLS if name in bench.tools and name != "s3logfs"]
+    columns = ["s3logfs", *peers, "passthrough"]
+    rows: dict[tuple[str, float], dict[str, Cell]] = {}
+    for cell in bench.cells:
+        rows.setdefault((cell.scenario, cell.latency_ms), {})[cell.tool] = cell
+    used = [column for column in columns if any(column in row for row in rows.values())]
+    lines = [
+        "| scenario | latency | " + " | ".join(used) + " |",
+        "|---|---|" + "---|" * len(used),
+    ]
+    for (scenario, latency), row in rows.items():
+        ours = row.get("s3logfs")
+        ours_time = ours.median if ours else None
+        cells = []
+        for column in used:
+            cell = row.get(column)
+            cells.append(_format_cell(cell, ours_time, column == "s3logfs", scenario))
+        lines.append(f"| {scenario} | {latency:g} ms | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _format_cell(cell: Cell | None, ours: float | None, is_ours: bool, scenario: str) -> str:
+    if cell is None:
+        return "-"
+    median = cell.median
+    if median is None:
+        return "failed"
+    text = f"{median:.2f} s"
+    if scenario == "rss_1g":
+        text += f", {cell.peak_rss_mb:.0f} MB RSS" if cell.peak_rss_mb is not None else ""
+    elif not is_ours and ours:
+        text += f" ({median / ours:.1f}x)"
+    return text
+
+
+def machine() -> dict[str, str]:
+    def version(command: str) -> str:
+        try:
+            return subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+
+    return {
+        "cpu": version("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip(),
+        "cores": str(os.cpu_count()),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "s3fs": version("s3fs --version | head -n 1"),
+        "rclone": version("rclone version | head -n 1"),
+        "awscli": version("/usr/bin/aws --version"),
+        "libfuse": os.environ.get("FUSE_LIBRARY_NAME", "fuse (libfuse 2)"),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--latency-ms", default="0,30", help="comma-separated latencies per request (0,30)")
+    parser.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS)}")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the median is reported (3)")
+    parser.add_argument("--budget", type=float, default=60.0,
+                        help="seconds after which a cell stops repeating (60): slow peers run once")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply dataset sizes (1.0)")
+    parser.add_argument("--json", default="bench.json", help="where to write every measurement (bench.json)")
+    args = parser.parse_args(argv)
+    args.latency_ms = [float(value) for value in args.latency_ms.split(",")]
+    args.tools = [name for name in args.tools.split(",") if name]
+    args.only = set(args.only.split(","))
+    unknown = (set(args.tools) - set(TOOLS)) | (args.only - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown: {', '.join(sorted(unknown))}")
+
+    sys.stderr.write("generating datasets...\n")
+    datasets = make_datasets(args.scale)
+    bench = Bench(args)
+    try:
+        sys.stderr.write(f"uploading to {bench.server.url}...\n")
+        for dataset in datasets.values():
+            bench.server.upload(dataset)
+        run_all(bench, datasets)
+    finally:
+        bench.server.stop()
+        shutil.rmtree(bench.work, ignore_errors=True)
+    table = report(bench, datasets)
+    about = machine()
+    sizes = {name: {"objects": len(d.keys), "stored_bytes": d.stored_bytes, "decoded_bytes": d.decoded_bytes}
+             for name, d in datasets.items()}
+    result = {"command": "scripts/bench.py " + " ".join(argv), "machine": about, "datasets": sizes,
+              "cells": [dict(asdict(cell), median=cell.median) for cell in bench.cells], "table": table}
+    Path(args.json).write_text(json.dumps(result, indent=2))
+    print(f"machine: {about['cpu']}, {about['cores']} cores, Linux {about['kernel']}, Python {about['python']}")
+    print("datasets: " + "; ".join(f"{name} {s['objects']} objects, {s['decoded_bytes'] / 1e6:.0f} MB decoded"
+                                   for name, s in sizes.items()))
+    print(table)
+    print(f"(every run is in {args.json}; ratios are the peer's median time over s3logfs's)")
+    return 0 if all(cell.median is not None for cell in bench.cells) else 1
+
+
+# ----------------------------------------------------------------------------- helpers run as subprocesses
+
+
+def s3tail_main(argv: list[str]) -> int:
+    """s3tail's algorithm with boto3: list, then GET each key in order and gunzip, one at a time."""
+    import boto3
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--endpoint-url")
+    parser.add_argument("--bucket")
+    parser.add_argument("--prefix")
+    parser.add_argument("--mode", choices=("cat", "last", "ls", "follow"))
+    args = parser.parse_args(argv)
+    client = boto3.client("s3", endpoint_url=args.endpoint_url, **_boto_credentials())
+    out = sys.stdout.buffer
+
+    def keys(start_after: str = "") -> Iterator[dict]:
+        paginator = client.get_paginator("list_objects_v2")
+        extra = {"StartAfter": start_after} if start_after else {}
+        for page in paginator.paginate(Bucket=args.bucket, Prefix=args.prefix, **extra):
+            yield from page.get("Contents", ())
+
+    def emit(key: str) -> None:
+        body = client.get_object(Bucket=args.bucket, Key=key)["Body"].read()
+        out.write(_gunzip_all(body) if body[:2] == b"\x1f\x8b" else body)
+        out.flush()
+
+    if args.mode == "ls":
+        for item in keys():
+            out.write(f"{item['Size']:>12} {item['LastModified']:%Y-%m-%d %H:%M} {item['Key']}\n".encode())
+    elif args.mode == "last":
+        emit(list(keys())[-1]["Key"])
+    elif args.mode == "cat":
+        for item in keys():
+            emit(item["Key"])
+    else:
+        last = max((item["Key"] for item in keys()), default="")
+        while True:
+            time.sleep(FOLLOW_POLL_SECONDS)
+            for item in keys(last):
+                emit(item["Key"])
+                last = item["Key"]
+    return 0
+
+
+def _gunzip_all(body: bytes) -> bytes:
+    """Every member, not just the first (s3tail's own bug, fixed here)."""
+    parts = []
+    while body:
+        decoder = zlib.decompressobj(32 + zlib.MAX_WBITS)
+        parts.append(decoder.decompress(body))
+        body = decoder.unused_data
+    return b"".join(parts)
+
+
+def passthrough_main(argv: list[str]) -> int:
+    """A bare read-only pass-through mfusepy file system: the ceiling for a cached FUSE read."""
+    import errno
+
+    import mfusepy
+
+    source, mountpoint = argv
+
+    class Passthrough(mfusepy.Operations):
+        use_ns = True
+
+        def _path(self, path: str) -> str:
+            return os.path.join(source, path.lstrip("/"))
+
+        def getattr(self, path: str, fh: int | None = None) -> dict:
+            try:
+                st = os.lstat(self._path(path))
+            except FileNotFoundError:
+                raise mfusepy.FuseOSError(errno.ENOENT) from None
+            return {name: getattr(st, name) for name in ("st_mode", "st_nlink", "st_size", "st_uid", "st_gid",
+                                                         "st_atime_ns", "st_mtime_ns", "st_ctime_ns")}
+
+        def readdir(self, path: str, fh: int) -> list[str]:
+            return [".", "..", *os.listdir(self._path(path))]
+
+        def open(self, path: str, flags: int) -> int:
+            return os.open(self._path(path), os.O_RDONLY)
+
+        def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+            return os.pread(fh, size, offset)
+
+        def release(self, path: str, fh: int) -> int:
+            os.close(fh)
+            return 0
+
+    mfusepy.FUSE(Passthrough(), mountpoint, foreground=True, ro=True)
+    return 0
+
+
+if __name__ == "__main__":
+    helpers = {"_s3tail": s3tail_main, "_passthrough": passthrough_main}
+    if sys.argv[1:2] and sys.argv[1] in helpers:
+        sys.exit(helpers[sys.argv[1]](sys.argv[2:]))
+    sys.exit(main(sys.argv[1:]))
