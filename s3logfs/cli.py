@@ -96,21 +96,21 @@ def mount_options(args: argparse.Namespace) -> MountOptions:
     )
 
 
-def _cmd_mount(args: argparse.Namespace, argv: list[str]) -> int:
+def _cmd_mount(args: argparse.Namespace) -> int:
     from .mount import mount
 
     options = mount_options(args)
     setup_logging(options.common.log_level, options.common.log_file)
-    return mount(options, argv)
+    return mount(options)
 
 
-def _cmd_umount(args: argparse.Namespace, argv: list[str]) -> int:
+def _cmd_umount(args: argparse.Namespace) -> int:
     from .mount import unmount
 
     return unmount(args.mountpoint.expanduser().absolute())
 
 
-def _cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
+def _cmd_cache(args: argparse.Namespace) -> int:
     settings, config_file = _settings(args)
     common = common_options(settings, config_file)
     setup_logging(common.log_level, common.log_file)
@@ -126,7 +126,7 @@ def _cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace, argv: list[str]) -> int:
+def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     settings, config_file = _settings(args)
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        return int(_COMMANDS[args.command](args, argv) or 0)
+        return int(_COMMANDS[args.command](args) or 0)
     except S3LogFSError as error:
         print(f"s3logfs: {error}", file=sys.stderr)
         return 1

@@ -4,11 +4,12 @@
 with the credentials at hand) before anything is mounted, so a bad input costs one line
 on stderr and leaves nothing behind.
 
-Going to the background does not fork a process that already holds threads: the parent
-starts a fresh ``s3logfs mount --foreground`` child in a new session and reads its
-stderr. The child detaches its stderr once libfuse calls ``init`` (the mount is up);
-the parent sees the pipe close, checks that the mountpoint answers, and returns 0. If
-the child dies first, the parent prints the child's last line and returns 1.
+Going to the background forks once the checks pass, before any thread exists (a fork
+with live threads can hang), so the child reuses the parent's imports and S3 client
+instead of starting a second interpreter. The child runs in a new session with its
+stderr on a pipe, and detaches that stderr once libfuse calls ``init`` (the mount is
+up); the parent sees the pipe close, checks that the mountpoint answers, and returns 0.
+If the child dies first, the parent prints the child's last line and returns 1.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import math
 import os
 import select
 import shutil
+import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -40,7 +41,6 @@ from .stream import StreamReader
 log = logging.getLogger(__name__)
 
 RESERVED_ROOT_NAMES = frozenset({"stream", ".bookmarks"})
-DAEMON_ENV = "S3LOGFS_DAEMON_CHILD"
 READY_TIMEOUT = 120.0
 _EVICT_EVERY = 300.0
 _SAVE_EVERY = 5.0
@@ -138,36 +138,60 @@ def preflight(options: MountOptions) -> S3Client:
     return client
 
 
-def mount(options: MountOptions, argv: list[str]) -> int:
-    """``s3logfs mount``: in the foreground, or through a background child."""
-    if os.environ.get(DAEMON_ENV) == "1":
-        return run_daemon(options, client=None, detach_stderr=True)
+def mount(options: MountOptions) -> int:
+    """``s3logfs mount``: in the foreground, or in a forked background child."""
     client = preflight(options)
     if options.foreground:
         return run_daemon(options, client, detach_stderr=False)
-    return _start_background(options, argv)
+    return _start_background(options, client)
 
 
-def _start_background(options: MountOptions, argv: list[str]) -> int:
-    env = dict(os.environ, **{DAEMON_ENV: "1"})
-    child = subprocess.Popen(
-        [sys.executable, "-m", "s3logfs", *argv, "--foreground"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-        start_new_session=True,
-    )
-    assert child.stderr is not None
-    output = _read_until_closed(child.stderr.fileno(), READY_TIMEOUT)
-    child.stderr.close()
-    if child.poll() is None and _answers(options.mountpoint):
+def _start_background(options: MountOptions, client: S3Client) -> int:
+    if threading.active_count() > 1:
+        raise S3LogFSError("internal error: cannot go to the background while threads run")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        os._exit(_run_child(options, client, write_end))
+    os.close(write_end)
+    output = _read_until_closed(read_end, READY_TIMEOUT)
+    os.close(read_end)
+    if _alive(pid) and _answers(options.mountpoint):
         return 0
-    if child.poll() is None:
-        child.terminate()
+    if _alive(pid):
+        os.kill(pid, signal.SIGTERM)
         subprocess.run(_fusermount_command(options.mountpoint, lazy=True), capture_output=True, check=False)
     lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
-    raise S3LogFSError(lines[-1] if lines else f"the mount daemon exited with status {child.wait()}")
+    raise S3LogFSError(lines[-1] if lines else "the mount daemon exited before mounting")
+
+
+def _run_child(options: MountOptions, client: S3Client, stderr_fd: int) -> int:
+    """The background daemon, in a new session, its stderr on the parent's pipe until ``init``."""
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
+        os.dup2(stderr_fd, 2)
+        os.close(devnull)
+        os.close(stderr_fd)
+        return run_daemon(options, client, detach_stderr=True)
+    except S3LogFSError as error:
+        log.error("%s", error)
+        return 1
+    except BaseException:  # the parent shows this traceback's last line
+        log.exception("the mount daemon failed")
+        return 1
+    finally:
+        logging.shutdown()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return False
 
 
 def _read_until_closed(fd: int, timeout: float) -> bytes:

@@ -86,7 +86,7 @@ def daemon_pid(mountpoint: Path) -> int | None:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"s3logfs" in b" ".join(argv) and str(mountpoint).encode() in argv and b"--foreground" in argv:
+        if b"s3logfs" in b" ".join(argv) and str(mountpoint).encode() in argv:
             return int(entry.name)
     return None
 
