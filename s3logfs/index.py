@@ -132,6 +132,12 @@ class StreamIndex:
             if etag is not None:
                 span.etag = etag
 
+    def estimate(self, position: int, length: int) -> None:
+        """A better estimate of a span's length; ignored once the span is exact."""
+        with self._lock:
+            if not self.spans[position].exact:
+                self.correct(position, length, exact=False)
+
     def _touch(self) -> None:
         self._dirty = True
         self.mtime = time.time()

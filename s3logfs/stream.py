@@ -22,7 +22,10 @@ Read-ahead
 Follow
     Batches of new objects from the catalog's poller are decoded first, then appended
     with exact lengths, so ``st_size`` only ever grows by bytes that are really there.
-    The initial batch (at mount time) is sized by cheap probes instead, in parallel.
+    The initial batch (at mount time) is sized from the listing, its last objects exactly
+    (so ``tail -n`` is right at once); gzip trailers of the rest are probed in the
+    background after the mount answers, so mounting costs the listing and a few GETs
+    whatever the number of objects.
 """
 
 from __future__ import annotations
@@ -35,14 +38,16 @@ from dataclasses import dataclass
 
 from .cache import CachedObject
 from .codecs import GZIP
+from .objects import looks_gzip_named
 from .catalog import Catalog, Entry
 from .errors import S3LogFSError
 from .index import Span, StreamIndex
 
 log = logging.getLogger(__name__)
 
-PROBE_WORKERS = 16
-"""Parallel size probes at mount time: each is one or two tiny ranged GETs."""
+PROBE_WORKERS = 8
+"""Parallel gzip trailer probes after mounting: each is one 4-byte ranged GET. Fewer than the
+read-ahead's workers, so probes never crowd out a reader."""
 MULTI_MEMBER_DECODE_LIMIT = 1 << 20
 TAIL_EXACT_OBJECTS = 16
 TAIL_EXACT_BYTES = 256 * 1024
@@ -78,8 +83,9 @@ class StreamReader:
         self.prefetch = prefetch
         self.ready = threading.Event()
         self._saved = {span.key: span for span in index.load_saved()}
-        self._fetch_pool = ThreadPoolExecutor(max(1, prefetch, PROBE_WORKERS), thread_name_prefix="s3logfs-fetch")
+        self._fetch_pool = ThreadPoolExecutor(max(1, prefetch, TAIL_EXACT_OBJECTS), thread_name_prefix="s3logfs-fetch")
         self._batches = ThreadPoolExecutor(1, thread_name_prefix="s3logfs-index")
+        self._probe_pool = ThreadPoolExecutor(PROBE_WORKERS, thread_name_prefix="s3logfs-probe")
         self._scheduled: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._batch_count = 0
@@ -98,58 +104,78 @@ class StreamReader:
 
     def _append_batch(self, entries: list[Entry], first: bool) -> None:
         try:
-            settle = self._probe if first else self._settle
-            spans = list(self._fetch_pool.map(settle, entries))
             if first:
+                spans = [self._known_span(entry) for entry in entries]
                 self._settle_tail(entries, spans)
+            else:
+                spans = list(self._fetch_pool.map(self._settle, entries))
+            start = len(self.index)
             self.index.append(spans)
             self.index.save()
+            if first:
+                self._probe_in_background(start, entries, spans)
         except Exception:  # the index thread must outlive any one batch
             log.exception("cannot add %d object(s) to the stream", len(entries))
         finally:
             self.ready.set()
 
-    def _settle_tail(self, entries: list[Entry], spans: list[Span]) -> None:
-        """Replace the estimates of the stream's last objects by exact lengths.
+    def _known_span(self, entry: Entry) -> Span:
+        """A span from what costs no request: a saved index, the cache, or the listing's size."""
+        saved = self._saved.get(entry.key)
+        if saved is not None and saved.etag == entry.info.etag:
+            return Span(entry.key, entry.info.etag, saved.length, saved.exact)
+        if self.catalog.fetcher.cached(entry.info) is not None:
+            return self._exact_span(entry)
+        return Span(entry.key, entry.info.etag, entry.info.size, False)  # assumes a final newline
 
-        A gzip trailer that looks single-member stands. Other small objects are decoded: a
-        whole small GET costs what a probe costs, and warms the cache for ``tail``. A large
-        one is sniffed: plain is exact but for a final newline, and gzip keeps its trailer
-        size unless it looks multi-member.
+    def _settle_tail(self, entries: list[Entry], spans: list[Span]) -> None:
+        """Size the stream's last objects before the mount answers, so ``tail -n`` is exact.
+
+        A gzip trailer that looks single-member is exact. Other small objects are decoded:
+        a whole small GET costs what a probe costs, and warms the cache for ``tail``. A
+        large one is sniffed: plain is exact but for a final newline.
         """
 
         def settle(position: int) -> Span:
             entry = entries[position]
-            if entry.encoding == GZIP and not _looks_multi_member(spans[position].length, entry.info.size, None):
-                return spans[position]  # a single member's trailer is exact
-            if entry.info.size > MULTI_MEMBER_DECODE_LIMIT:
-                try:
-                    size, exact = self.catalog.decoded_size(entry, sniff=True)
-                except S3LogFSError as error:
-                    log.warning("cannot probe %s: %s", entry.key, error)
-                    return spans[position]
-                if exact or not _looks_multi_member(size, entry.info.size, limit=None):
-                    return Span(entry.key, entry.info.etag, size, False)
+            try:
+                size, exact = self.catalog.decoded_size(entry, sniff=entry.info.size > MULTI_MEMBER_DECODE_LIMIT)
+            except S3LogFSError as error:
+                log.warning("cannot probe %s: %s", entry.key, error)
+                return spans[position]
+            if exact or (entry.encoding == GZIP and not _looks_multi_member(size, entry.info.size, limit=None)):
+                return Span(entry.key, entry.info.etag, size, False)
             return self._settle(entry)
 
         chosen = _tail_positions(spans)
         for position, span in zip(chosen, self._fetch_pool.map(settle, chosen)):
             spans[position] = span
 
-    def _probe(self, entry: Entry) -> Span:
-        saved = self._saved.get(entry.key)
-        if saved is not None and saved.etag == entry.info.etag:
-            return Span(entry.key, entry.info.etag, saved.length, saved.exact)
-        if self.catalog.fetcher.cached(entry.info) is not None:
-            return self._exact_span(entry)
+    def _probe_in_background(self, start: int, entries: list[Entry], spans: list[Span]) -> None:
+        """Read the gzip trailers of the other objects after the mount answers, last objects first.
+
+        Until its probe lands, a gzip object counts at its stored size, which is below its
+        decoded size, so ``st_size`` only grows. Objects a reader fetched meanwhile are
+        exact already and cost no probe; reading backwards from the end meets a forward
+        reader half way instead of racing it.
+        """
+        for offset in range(len(entries) - 1, -1, -1):
+            entry = entries[offset]
+            if not spans[offset].exact and entry.size is None and looks_gzip_named(entry.key):
+                self._probe_pool.submit(self._probe_one, start + offset, entry)
+
+    def _probe_one(self, position: int, entry: Entry) -> None:
+        if self.index.spans[position].exact:
+            return
         try:
             size, exact = self.catalog.decoded_size(entry)
+            if not exact and _looks_multi_member(size, entry.info.size, limit=MULTI_MEMBER_DECODE_LIMIT):
+                span = self._exact_span(entry)
+                self.index.correct(position, span.length, True, span.etag)
+            else:
+                self.index.estimate(position, max(size, entry.info.size))
         except S3LogFSError as error:
             log.warning("cannot probe %s: %s", entry.key, error)
-            size, exact = entry.info.size, True
-        if not exact and _looks_multi_member(size, entry.info.size, limit=MULTI_MEMBER_DECODE_LIMIT):
-            return self._settle(entry)
-        return Span(entry.key, entry.info.etag, size, False)  # assumes a final newline
 
     def _settle(self, entry: Entry) -> Span:
         try:
@@ -244,6 +270,7 @@ class StreamReader:
 
     def close(self) -> None:
         self._batches.shutdown(wait=False, cancel_futures=True)
+        self._probe_pool.shutdown(wait=False, cancel_futures=True)
         self._fetch_pool.shutdown(wait=False, cancel_futures=True)
         self.index.save()
 

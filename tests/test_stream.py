@@ -5,12 +5,13 @@ from __future__ import annotations
 import gzip
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import Mount, reference, run
+from conftest import Mount, reference, run, wait_for
 from s3logfs.localserver import LocalS3Server
 
 MIXED: dict[str, bytes] = {
@@ -67,8 +68,17 @@ def test_size_is_exact_before_any_read_from_listing_and_trailers(
     put_all(s3, bucket, objects)
     expected = stream_reference(s3, bucket, sorted(objects))
     server.middleware.reset()
-    mount = mount_one(prefix="p/")
-    assert stat_size(mount.path / "stream") == len(expected)
+    server.middleware.latency = 0.02  # slow enough to watch the trailer probes land after the mount answers
+    try:
+        mount = mount_one(prefix="p/")
+        sizes = [stat_size(mount.path / "stream")]
+        while sizes[-1] != len(expected) and len(sizes) < 500:
+            time.sleep(0.02)
+            sizes.append(stat_size(mount.path / "stream"))
+    finally:
+        server.middleware.latency = 0.0
+    assert sizes[-1] == len(expected)
+    assert sizes == sorted(sizes)  # st_size only grows while the background probes land
     gets = server.counters.of_kind("get")
     trailers = [r.key for r in gets if r.range == "bytes=-4"]
     assert sorted(trailers) == sorted(key for key in objects if key.endswith(".gz"))  # one each, gzip names only
@@ -124,6 +134,7 @@ def test_random_offsets_match_reference_before_any_sequential_read(s3: Any, buck
     put_all(s3, bucket, objects)
     mount = mount_one(prefix="r/")
     expected = stream_reference(s3, bucket, sorted(objects))
+    wait_for(lambda: stat_size(mount.path / "stream") == len(expected), timeout=15)  # trailers probed
     random_reads(mount.path / "stream", expected, rng)
     assert (mount.path / "stream").read_bytes() == expected
 
@@ -169,7 +180,6 @@ def test_remount_keeps_offsets(s3: Any, bucket: str, mount_factory: Any, tmp_pat
     first = mount_factory(bucket, "logs/", "--poll-interval", "1")
     content = (first.path / "stream").read_bytes()
     s3.put_object(Bucket=bucket, Key="logs/00-late-but-early.log", Body=b"late\n")
-    from conftest import wait_for
 
     wait_for(lambda: (first.path / "stream").stat().st_size > len(content), timeout=3 + 2)
     before = offsets_of(first)
@@ -223,7 +233,6 @@ def test_cursor_file_shows_only_what_is_new(s3: Any, bucket: str, mount_one: Any
     assert run(["cat", str(cursor)]).stdout == b""
     s3.put_object(Bucket=bucket, Key="c/3.log", Body=b"three\n")
     s3.put_object(Bucket=bucket, Key="c/0.log", Body=b"zero, late\n")
-    from conftest import wait_for
 
     wait_for(lambda: (mount.path / "stream").stat().st_size == len(b"one\ntwo\nthree\nzero, late\n"), timeout=3 + 2)
     new = run(["cat", str(cursor)]).stdout  # one poll may find both: then they come in key order
