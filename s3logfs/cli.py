@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     mount.add_argument("mountpoint", type=Path)
     mount.add_argument("-f", "--foreground", action="store_true", default=None, help="stay in the foreground")
     mount.add_argument("--poll-interval", type=float, help="seconds between listings of new keys; 0 = off (10)")
-    mount.add_argument("--prefetch", type=int, help="objects read ahead in parallel (8)")
+    mount.add_argument("--prefetch", type=int, help="objects read ahead in parallel (16)")
     mount.add_argument("--raw", action="store_true", default=None, help="show stored bytes under the original names")
     mount.add_argument("--allow-other", action="store_true", default=None, help="let other users see the mount")
 
@@ -90,7 +90,7 @@ def mount_options(args: argparse.Namespace) -> MountOptions:
         mountpoint=args.mountpoint.expanduser().absolute(),
         foreground=bool(settings.get("foreground", False, bool)),
         poll_interval=settings.get("poll_interval", 10.0, float),
-        prefetch=max(0, settings.get("prefetch", 8, int)),
+        prefetch=max(0, settings.get("prefetch", 16, int)),
         raw=bool(settings.get("raw", False, bool)),
         allow_other=bool(settings.get("allow_other", False, bool)),
     )

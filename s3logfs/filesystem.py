@@ -6,7 +6,8 @@ attributes, bytes, :class:`Opened` records) and raises the typed errors of
 
 * Per-key files are pinned to an ETag when opened: ``open`` makes sure the decoded
   content is in the disk cache (so the size is exact from then on) and reads come from
-  that file.
+  that file. Reopening the same ETag keeps the kernel's page cache (``keep_cache``), so a
+  second ``grep`` over a file never reaches this process.
 * ``stream`` and the cursor files ``.bookmarks/NAME`` grow, so they are opened with
   ``direct_io``: every read reaches :class:`~s3logfs.stream.StreamReader`.
 * The mount is read-only. The only writes are creating and removing cursor files, and
@@ -39,6 +40,9 @@ BOOKMARK_XATTR = "user.s3logfs.bookmark."
 STREAM_INO, BOOKMARKS_INO = 2, 3
 _FIRST_CURSOR_INO = 1 << 40
 _NS = 1_000_000_000
+_BLKSIZE = 1 << 20
+"""The preferred I/O size reported in st_blksize: cat and stdio size their reads by it, and one
+large FUSE read costs far less than eight small ones."""
 
 
 class NotFound(S3LogFSError):
@@ -59,6 +63,7 @@ class Opened:
 
     fh: int
     direct_io: bool
+    keep_cache: bool = False
 
 
 @dataclass
@@ -113,6 +118,9 @@ class LogFilesystem:
         self.started = datetime.now(timezone.utc).timestamp()
         self._handles = _Handles()
         self._cursor_inos: dict[str, int] = {}
+        self._opened_etags: dict[int, str] = {}
+        """The ETag each per-key file had when last opened: pages the kernel kept from an open
+        of the same ETag are still right (``keep_cache``); a new ETag drops them."""
 
     # attributes -------------------------------------------------------------------
 
@@ -143,7 +151,7 @@ class LogFilesystem:
             "st_nlink": nlink,
             "st_size": size,
             "st_blocks": (size + 511) // 512,
-            "st_blksize": 128 * 1024,
+            "st_blksize": _BLKSIZE,
             "st_uid": self.options.uid,
             "st_gid": self.options.gid,
             "st_mtime": mtime_ns,
@@ -200,7 +208,9 @@ class LogFilesystem:
         self.catalog.revalidate(entry, self.options.revalidate_after)
         cached = self.catalog.materialize(entry)
         fd = os.open(cached.path, os.O_RDONLY | os.O_CLOEXEC)
-        return Opened(self._handles.add(Handle(entry=entry, fd=fd)), direct_io=False)
+        keep_cache = self._opened_etags.get(node.ino) == cached.etag
+        self._opened_etags[node.ino] = cached.etag
+        return Opened(self._handles.add(Handle(entry=entry, fd=fd)), direct_io=False, keep_cache=keep_cache)
 
     def create(self, path: str) -> Opened:
         """Only cursor files can be created: a new bookmark at offset 0."""

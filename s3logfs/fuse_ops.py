@@ -71,7 +71,7 @@ class Operations(fuse.Operations):
     @_translated
     def open(self, path: str, fi: Any) -> int:
         opened = self.view.open(path, fi.flags)
-        fi.fh, fi.direct_io = opened.fh, opened.direct_io
+        fi.fh, fi.direct_io, fi.keep_cache = opened.fh, opened.direct_io, opened.keep_cache
         return 0
 
     @_translated

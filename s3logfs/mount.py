@@ -14,6 +14,7 @@ If the child dies first, the parent prints the child's last line and returns 1.
 
 from __future__ import annotations
 
+import ctypes.util
 import logging
 import math
 import os
@@ -98,10 +99,21 @@ def check_fuse() -> None:
         raise FuseMissing(f"/dev/fuse is missing: {FUSE_HINT}")
     if not (shutil.which("fusermount3") or shutil.which("fusermount")):
         raise FuseMissing(f"fusermount is not installed: {FUSE_HINT}")
+    _prefer_libfuse3()
     try:
         import mfusepy  # noqa: F401  # loading it loads libfuse
     except (OSError, ImportError) as error:
         raise FuseMissing(f"libfuse cannot be loaded ({error}): {FUSE_HINT}") from error
+
+
+def _prefer_libfuse3() -> None:
+    """Use libfuse 3 where it is installed, unless ``FUSE_LIBRARY_NAME`` says otherwise.
+
+    mfusepy loads libfuse 2 first when both are present. libfuse 3 negotiates requests of
+    up to 1 MiB (libfuse 2: 128 KiB), which made a cached ``cat stream`` 1.7x faster here.
+    """
+    if "FUSE_LIBRARY_NAME" not in os.environ and ctypes.util.find_library("fuse3"):
+        os.environ["FUSE_LIBRARY_NAME"] = "fuse3"
 
 
 def is_mounted(path: Path) -> bool:
