@@ -40,6 +40,7 @@ BOOKMARK_XATTR = "user.s3logfs.bookmark."
 STREAM_INO, BOOKMARKS_INO = 2, 3
 _FIRST_CURSOR_INO = 1 << 40
 _NS = 1_000_000_000
+_USER_XATTR = "user."
 _BLKSIZE = 1 << 20
 """The preferred I/O size reported in st_blksize: cat and stdio size their reads by it, and one
 large FUSE read costs far less than eight small ones."""
@@ -290,6 +291,8 @@ class LogFilesystem:
         return values
 
     def xattr(self, path: str, name: str) -> bytes:
+        if not name.startswith(_USER_XATTR):  # ls -l asks every file for security.* and ACLs: answer at once
+            raise NoAttribute(name)
         if path == STREAM_PATH and name.startswith(BOOKMARK_XATTR):
             offset = self.bookmarks.offset(name[len(BOOKMARK_XATTR) :])
             if offset is None:

@@ -141,6 +141,7 @@ class S3Client:
         self.config = config
         self.stats = stats or Stats()
         self._client = self._make_client(config)
+        self._checked_page: tuple[str, Any] | None = None
 
     @staticmethod
     def _make_client(config: S3Config) -> Any:
@@ -193,18 +194,23 @@ class S3Client:
         return S3Error(f"S3 error {code or status} on s3://{self.bucket}/{key or ''}")
 
     def check_access(self, prefix: str) -> None:
-        """Fail fast on a missing bucket or missing/denied credentials."""
-        self.stats.add(lists=1)
-        self._call("list_objects_v2", Prefix=prefix, MaxKeys=1)
+        """Fail fast on a missing bucket or missing/denied credentials.
+
+        The check is the listing's first page, which the next full listing of ``prefix``
+        reuses: mounting then costs no request for the check.
+        """
+        self._checked_page = (prefix, self._list_page({"Prefix": prefix}))
 
     def list_objects(self, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]:
         """Every object under ``prefix``, in key order, after ``start_after`` if given."""
         params: dict[str, Any] = {"Prefix": prefix}
         if start_after:
             params["StartAfter"] = start_after
+        page = None
+        if not start_after and self._checked_page is not None and self._checked_page[0] == prefix:
+            page, self._checked_page = self._checked_page[1], None
         while True:
-            self.stats.add(lists=1)
-            page = self._call("list_objects_v2", **params)
+            page = page or self._list_page(params)
             for item in page.get("Contents", ()):
                 yield ObjectInfo(
                     key=item["Key"],
@@ -215,7 +221,11 @@ class S3Client:
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
-            params = {"Prefix": prefix, "ContinuationToken": token}
+            params, page = {"Prefix": prefix, "ContinuationToken": token}, None
+
+    def _list_page(self, params: dict[str, Any]) -> Any:
+        self.stats.add(lists=1)
+        return self._call("list_objects_v2", **params)
 
     def head(self, key: str) -> ObjectInfo:
         self.stats.add(heads=1)

@@ -50,7 +50,7 @@ PROBE_WORKERS = 8
 read-ahead's workers, so probes never crowd out a reader."""
 MULTI_MEMBER_DECODE_LIMIT = 1 << 20
 TAIL_EXACT_OBJECTS = 16
-TAIL_EXACT_BYTES = 256 * 1024
+TAIL_EXACT_BYTES = 64 * 1024
 """At mount time, the estimates of the last objects (up to this many, or this many bytes)
 are settled: ``tail -n`` seeks from ``st_size`` and reads backwards, so the end of the
 stream must not move under it when an estimate is corrected."""

@@ -375,7 +375,8 @@ class S3tailTool(Tool):
         return self._run(dataset, "cat")
 
     def last_lines(self, dataset: Dataset, where: Path, count: int) -> str:
-        return f"{self._run(dataset, 'last')} | tail -n {count}"
+        """s3tail reads forward from a bookmark or the prefix's start: it has no way to the end."""
+        return f"{self._run(dataset, 'cat')} | tail -n {count}"
 
     def listing(self, dataset: Dataset, where: Path) -> str:
         return self._run(dataset, "ls")
@@ -742,7 +743,7 @@ def s3tail_main(argv: list[str]) -> int:
     parser.add_argument("--endpoint-url")
     parser.add_argument("--bucket")
     parser.add_argument("--prefix")
-    parser.add_argument("--mode", choices=("cat", "last", "ls", "follow"))
+    parser.add_argument("--mode", choices=("cat", "ls", "follow"))
     args = parser.parse_args(argv)
     client = boto3.client("s3", endpoint_url=args.endpoint_url, **_boto_credentials())
     out = sys.stdout.buffer
@@ -761,8 +762,6 @@ def s3tail_main(argv: list[str]) -> int:
     if args.mode == "ls":
         for item in keys():
             out.write(f"{item['Size']:>12} {item['LastModified']:%Y-%m-%d %H:%M} {item['Key']}\n".encode())
-    elif args.mode == "last":
-        emit(list(keys())[-1]["Key"])
     elif args.mode == "cat":
         for item in keys():
             emit(item["Key"])

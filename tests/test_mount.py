@@ -259,3 +259,16 @@ def test_everyday_tools_on_a_per_key_file(s3: Any, bucket: str, mount_one: Any, 
     else:
         output = run(["less", "-E", "+G", path], env=dict(os.environ, TERM="dumb", LESS="")).stdout
         assert output.endswith(b"line 4999 status=200\n")
+
+
+def test_mounting_costs_one_listing_and_foreign_xattrs_cost_nothing(
+    s3: Any, bucket: str, mount_one: Any, server: LocalS3Server
+) -> None:
+    put_all(s3, bucket, CONTENTS)
+    server.middleware.reset()
+    mount = mount_one("--poll-interval", "0", prefix="logs/")
+    assert len(server.counters.of_kind("list")) == 1  # the access check's page is the listing
+    # ls -l asks every file for security.selinux and ACLs; they are answered without a lookup
+    result = run(["getfattr", "-n", "security.selinux", str(mount.path / "plain.log")], check=False)
+    assert result.returncode != 0 and b"No such attribute" in result.stderr
+    assert xattrs(mount.path / "plain.log")["user.s3.key"] == "logs/plain.log"
