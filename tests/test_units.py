@@ -27,6 +27,7 @@ from s3logfs.cache import DiskCache
 from s3logfs.codecs import GZIP, PLAIN, AutoDecoder, GzipDecoder, decode_chunks, detect, gzip_isize
 from s3logfs.config import Settings, common_options, file_options, parse_size, read_config_file
 from s3logfs.errors import CodecError, UsageError
+from s3logfs.index import Fenwick, Span, StreamIndex
 from s3logfs.names import NAME_MAX, DirNode, FileNode, Tree
 from s3logfs.objects import UNKNOWN, ObjectFetcher
 from s3logfs.s3 import ObjectInfo, Stats
@@ -794,3 +795,34 @@ def test_an_unreadable_config_file_is_a_usage_error(tmp_path: Path) -> None:
     path = write_config(tmp_path, "cache-hours = 7\n")  # no section header
     with pytest.raises(UsageError):
         read_config_file(path)
+
+
+def test_fenwick_matches_prefix_sums_through_appends_and_updates() -> None:
+    rng = random.Random(5)
+    tree, values = Fenwick(), []
+    for _ in range(300):
+        if values and rng.random() < 0.4:
+            position = rng.randrange(len(values))
+            values[position] = rng.randint(0, 50)
+            tree.set(position, values[position])
+        else:
+            values.append(rng.randint(0, 50))
+            tree.append(values[-1])
+        count = rng.randint(0, len(values))
+        assert tree.prefix(count) == sum(values[:count])
+        offset = rng.randint(0, sum(values) + 3)
+        expected = next((p for p in range(len(values)) if sum(values[: p + 1]) > offset), len(values))
+        assert tree.locate(offset) == expected, (values, offset)
+
+
+def test_stream_index_estimates_never_undo_an_exact_length(tmp_path: Path) -> None:
+    index = StreamIndex(tmp_path / "streams" / "s.json")
+    index.append([Span("a", "e1", 10, False), Span("b", "e2", 20, False), Span("c", "e3", 5, False)])
+    index.correct(1, 25, exact=True)
+    index.estimate(1, 40)  # a trailer probe that lands after a reader decoded the object
+    index.estimate(2, 7)
+    assert [(s.length, s.exact) for s in index.spans] == [(10, False), (25, True), (7, False)]
+    assert index.total() == 42 and index.locate(34) == (1, 24) and index.locate(35) == (2, 0)
+    index.save()
+    reloaded = StreamIndex(tmp_path / "streams" / "s.json").load_saved()
+    assert [(s.key, s.length, s.exact) for s in reloaded] == [("a", 10, False), ("b", 25, True), ("c", 7, False)]
