@@ -150,19 +150,21 @@ class Tree:
         return [encode_name(raw)]
 
     def _free_name(self, parent: DirNode, preferred: list[str], raw: str) -> str:
-        taken = parent.children.keys() | (self._reserved if parent is self.root else set())
+        def taken(name: str) -> bool:  # a lookup, not a set of all names: adding n keys stays O(n)
+            return name in parent.children or (parent is self.root and name in self._reserved)
+
         for name in preferred:
             fitted = _fit_length(name, raw)
-            if fitted not in taken:
+            if not taken(fitted):
                 return fitted
         candidate: str | None = preferred[0]
         while candidate is not None:
             candidate = _encode_first_plain_char(candidate)
-            if candidate is not None and _fit_length(candidate, raw) not in taken:
+            if candidate is not None and not taken(_fit_length(candidate, raw)):
                 return _fit_length(candidate, raw)
         digest = hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()[:16]
         candidate, suffix = f"{_head(preferred[0])}%~{digest}", 0
-        while f"{candidate}{suffix or ''}" in taken:
+        while taken(f"{candidate}{suffix or ''}"):
             suffix += 1
         return f"{candidate}{suffix or ''}"
 

@@ -11,17 +11,21 @@ with a ranged GET from the last good byte, pinned to the ETag with ``If-Match``.
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import os
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.session
+import botocore.utils
 import urllib3.exceptions
 
 from .errors import BucketNotFound, CredentialsError, ObjectChanged, ObjectNotFound, S3Error, UsageError
@@ -129,6 +133,22 @@ def parse_source(source: str) -> tuple[str, str]:
     return bucket, prefix
 
 
+def _parse_timestamp(value: str) -> datetime:
+    """S3's two timestamp forms with the standard library; anything else with botocore's parser.
+
+    botocore's default parses every timestamp with dateutil: a third of the CPU of listing
+    10,000 keys, and 5% of a GET's.
+    """
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))  # listings: 2026-11-22T00:58:39.000Z
+    except ValueError:
+        pass
+    try:
+        return email.utils.parsedate_to_datetime(value)  # headers: Sun, 22 Nov 2026 00:58:39 GMT
+    except (TypeError, ValueError):
+        return botocore.utils.parse_timestamp(value)
+
+
 def _error_code(error: botocore.exceptions.ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
@@ -145,8 +165,13 @@ class S3Client:
 
     @staticmethod
     def _make_client(config: S3Config) -> Any:
+        botocore_session = botocore.session.get_session()
+        parsers = botocore_session.get_component("response_parser_factory")
+        parsers.set_parser_defaults(timestamp_parser=_parse_timestamp)
         try:
-            session = boto3.session.Session(profile_name=config.profile, region_name=config.region)
+            session = boto3.session.Session(
+                botocore_session=botocore_session, profile_name=config.profile, region_name=config.region
+            )
         except botocore.exceptions.ProfileNotFound as error:
             raise CredentialsError(f"AWS profile not found: {config.profile}") from error
         boto_config = botocore.config.Config(

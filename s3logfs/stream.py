@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 PROBE_WORKERS = 8
 """Parallel gzip trailer probes after mounting: each is one 4-byte ranged GET. Fewer than the
 read-ahead's workers, so probes never crowd out a reader."""
+READER_QUIET_SECONDS = 1.0
+"""Background trailer probes wait while a sequential reader was active this recently: its
+read-ahead makes the same objects exact, and on a busy server probes would only slow it."""
 MULTI_MEMBER_DECODE_LIMIT = 1 << 20
 TAIL_EXACT_OBJECTS = 16
 TAIL_EXACT_BYTES = 64 * 1024
@@ -89,6 +93,7 @@ class StreamReader:
         self._scheduled: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._batch_count = 0
+        self._last_read_ahead = 0.0
 
     def saved_order(self) -> list[str]:
         """Keys in the order a previous mount with this cache streamed them."""
@@ -120,12 +125,14 @@ class StreamReader:
             self.ready.set()
 
     def _known_span(self, entry: Entry) -> Span:
-        """A span from what costs no request: a saved index, the cache, or the listing's size."""
+        """A span from what costs no request: a saved index, or the listing's size.
+
+        The disk cache is not asked here (10,000 lookups on a cold mount); the trailer probe
+        and every read ask it first.
+        """
         saved = self._saved.get(entry.key)
         if saved is not None and saved.etag == entry.info.etag:
             return Span(entry.key, entry.info.etag, saved.length, saved.exact)
-        if self.catalog.fetcher.cached(entry.info) is not None:
-            return self._exact_span(entry)
         return Span(entry.key, entry.info.etag, entry.info.size, False)  # assumes a final newline
 
     def _settle_tail(self, entries: list[Entry], spans: list[Span]) -> None:
@@ -165,6 +172,8 @@ class StreamReader:
                 self._probe_pool.submit(self._probe_one, start + offset, entry)
 
     def _probe_one(self, position: int, entry: Entry) -> None:
+        while time.monotonic() - self._last_read_ahead < READER_QUIET_SECONDS:
+            time.sleep(READER_QUIET_SECONDS / 4)  # a sequential reader is sizing objects exactly: let it
         if self.index.spans[position].exact:
             return
         try:
@@ -249,6 +258,7 @@ class StreamReader:
         cursor.fd_position, cursor.data_size, cursor.adds_newline = position, cached.size, adds_newline
 
     def _read_ahead(self, start: int) -> None:
+        self._last_read_ahead = time.monotonic()
         for position in range(start, min(start + self.prefetch, len(self.index))):
             span = self.index.spans[position]
             entry = self.catalog.by_key[span.key]

@@ -826,3 +826,14 @@ def test_stream_index_estimates_never_undo_an_exact_length(tmp_path: Path) -> No
     index.save()
     reloaded = StreamIndex(tmp_path / "streams" / "s.json").load_saved()
     assert [(s.key, s.length, s.exact) for s in reloaded] == [("a", 10, False), ("b", 25, True), ("c", 7, False)]
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-11-22T00:58:39.000Z", "2026-11-22T00:58:39Z", "Sun, 22 Nov 2026 00:58:39 GMT", "1700000000"]
+)
+def test_fast_timestamp_parser_agrees_with_botocore(text: str) -> None:
+    from botocore.utils import parse_timestamp
+
+    from s3logfs.s3 import _parse_timestamp
+
+    assert _parse_timestamp(text) == parse_timestamp(text)
