@@ -200,9 +200,11 @@ class Catalog:
             lock = self._probe_locks.setdefault(entry.key, threading.Lock())
         with lock:
             if not known():
-                probe = self.fetcher.probe_size(entry.info, sniff)
-                with self._lock:
-                    entry.size, entry.size_exact, entry.encoding = probe.size, probe.exact, probe.encoding
+                info = entry.info
+                probe = self.fetcher.probe_size(info, sniff)
+                with self._lock:  # a read may have made the size exact while the probe ran
+                    if not entry.size_exact and entry.info is info:
+                        entry.size, entry.size_exact, entry.encoding = probe.size, probe.exact, probe.encoding
             assert entry.size is not None
             return entry.size, entry.size_exact
 

@@ -112,7 +112,7 @@ def _prefer_libfuse3() -> None:
     mfusepy loads libfuse 2 first when both are present. libfuse 3 negotiates requests of
     up to 1 MiB (libfuse 2: 128 KiB), which made a cached ``cat stream`` 1.7x faster here.
     """
-    if "FUSE_LIBRARY_NAME" not in os.environ and ctypes.util.find_library("fuse3"):
+    if "FUSE_LIBRARY_NAME" not in os.environ and ctypes.util.find_library("fuse3") and shutil.which("fusermount3"):
         os.environ["FUSE_LIBRARY_NAME"] = "fuse3"
 
 
@@ -190,13 +190,23 @@ def _run_child(options: MountOptions, client: S3Client, stderr_fd: int) -> int:
         os.close(stderr_fd)
         return run_daemon(options, client, detach_stderr=True)
     except S3LogFSError as error:
+        _tell_parent(str(error))
         log.error("%s", error)
         return 1
-    except BaseException:  # the parent shows this traceback's last line
+    except BaseException as error:
+        _tell_parent(f"the mount daemon failed: {error!r}")
         log.exception("the mount daemon failed")
         return 1
     finally:
         logging.shutdown()
+
+
+def _tell_parent(message: str) -> None:
+    """The line the parent shows; written directly, as logging may go to a file or be filtered."""
+    try:
+        os.write(2, f"{message}\n".encode(errors="replace"))
+    except OSError:
+        pass
 
 
 def _alive(pid: int) -> bool:

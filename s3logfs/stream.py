@@ -94,6 +94,7 @@ class StreamReader:
         self._lock = threading.Lock()
         self._batch_count = 0
         self._last_read_ahead = 0.0
+        self._closed = threading.Event()
 
     def saved_order(self) -> list[str]:
         """Keys in the order a previous mount with this cache streamed them."""
@@ -133,6 +134,8 @@ class StreamReader:
         saved = self._saved.get(entry.key)
         if saved is not None and saved.etag == entry.info.etag:
             return Span(entry.key, entry.info.etag, saved.length, saved.exact)
+        if looks_gzip_named(entry.key):  # 0 until its trailer lands: a tiny gzip can decode smaller than stored
+            return Span(entry.key, entry.info.etag, 0, False)
         return Span(entry.key, entry.info.etag, entry.info.size, False)  # assumes a final newline
 
     def _settle_tail(self, entries: list[Entry], spans: list[Span]) -> None:
@@ -161,8 +164,8 @@ class StreamReader:
     def _probe_in_background(self, start: int, entries: list[Entry], spans: list[Span]) -> None:
         """Read the gzip trailers of the other objects after the mount answers, last objects first.
 
-        Until its probe lands, a gzip object counts at its stored size, which is below its
-        decoded size, so ``st_size`` only grows. Objects a reader fetched meanwhile are
+        Until its probe lands, a gzip object counts as empty, and a trailer gives at most
+        the decoded size (the last member's), so ``st_size`` only grows. Objects a reader fetched meanwhile are
         exact already and cost no probe; reading backwards from the end meets a forward
         reader half way instead of racing it.
         """
@@ -172,17 +175,19 @@ class StreamReader:
                 self._probe_pool.submit(self._probe_one, start + offset, entry)
 
     def _probe_one(self, position: int, entry: Entry) -> None:
-        while time.monotonic() - self._last_read_ahead < READER_QUIET_SECONDS:
+        while time.monotonic() - self._last_read_ahead < READER_QUIET_SECONDS and not self._closed.is_set():
             time.sleep(READER_QUIET_SECONDS / 4)  # a sequential reader is sizing objects exactly: let it
-        if self.index.spans[position].exact:
+        if self._closed.is_set() or self.index.spans[position].exact:
             return
         try:
             size, exact = self.catalog.decoded_size(entry)
+            if self._closed.is_set():
+                return
             if not exact and _looks_multi_member(size, entry.info.size, limit=MULTI_MEMBER_DECODE_LIMIT):
                 span = self._exact_span(entry)
                 self.index.correct(position, span.length, True, span.etag)
             else:
-                self.index.estimate(position, max(size, entry.info.size))
+                self.index.estimate(position, size)
         except S3LogFSError as error:
             log.warning("cannot probe %s: %s", entry.key, error)
 
@@ -279,6 +284,7 @@ class StreamReader:
                 self._scheduled.discard((entry.key, entry.info.etag))
 
     def close(self) -> None:
+        self._closed.set()
         self._batches.shutdown(wait=False, cancel_futures=True)
         self._probe_pool.shutdown(wait=False, cancel_futures=True)
         self._fetch_pool.shutdown(wait=False, cancel_futures=True)
