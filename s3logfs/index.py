@@ -152,10 +152,18 @@ class StreamIndex:
             return self._sums.prefix(position)
 
     def locate(self, offset: int) -> tuple[int, int]:
-        """``(position, offset within that span)`` for a stream offset; position may be len()."""
+        """``(position, offset within that span)`` for a stream offset; position may be len().
+
+        An offset at a span's start belongs to the first of the empty spans just before it:
+        an object estimated at 0 bytes (a gzip whose trailer is not read yet) may hold data,
+        and a read from there must not skip it.
+        """
         with self._lock:
             position = self._sums.locate(offset)
-            return position, offset - self._sums.prefix(position)
+            inner = offset - self._sums.prefix(position)
+            while inner == 0 and position > 0 and self._sums.value(position - 1) == 0:
+                position -= 1
+            return position, inner
 
     # persistence ------------------------------------------------------------------
 

@@ -92,6 +92,24 @@ def test_size_is_exact_before_any_read_from_listing_and_trailers(
     assert not {key for key in downloaded - tiny if key.endswith(".gz")}  # a single-member trailer is trusted
 
 
+def test_cat_right_after_mounting_reads_gzip_objects_not_probed_yet(
+    s3: Any, bucket: str, mount_one: Any, server: LocalS3Server
+) -> None:
+    rng = random.Random(8)
+    objects = {f"z/{n:03d}.log.gz": gzip.compress(b"".join(f"{n} {i} {rng.random()}\n".encode() for i in range(400)))
+               for n in range(60)}
+    put_all(s3, bucket, objects)
+    expected = stream_reference(s3, bucket, sorted(objects))
+    server.middleware.latency = 0.05  # the trailer probes are still under way when cat starts
+    try:
+        mount = mount_one(prefix="z/")
+        assert stat_size(mount.path / "stream") < len(expected)
+        assert run(["cat", str(mount.path / "stream")]).stdout == expected
+        assert run(["cat", str(mount.path / "stream")]).stdout == expected  # a new handle, from offset 0
+    finally:
+        server.middleware.latency = 0.0
+
+
 def test_tail_reads_only_the_last_objects(s3: Any, bucket: str, mount_one: Any, server: LocalS3Server) -> None:
     contents = {f"many/{n:05d}.log": f"object {n} line {i}\n".encode() * 1 for n in range(1500) for i in range(1)}
     contents = {key: b"".join(f"{key} line {i}\n".encode() for i in range(5)) for key in contents}

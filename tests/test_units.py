@@ -826,6 +826,9 @@ def test_stream_index_estimates_never_undo_an_exact_length(tmp_path: Path) -> No
     index.save()
     reloaded = StreamIndex(tmp_path / "streams" / "s.json").load_saved()
     assert [(s.key, s.length, s.exact) for s in reloaded] == [("a", 10, False), ("b", 25, True), ("c", 7, False)]
+    index.append([Span("d", "e4", 0, False), Span("e", "e5", 0, False), Span("f", "e6", 3, False)])
+    assert index.locate(42) == (3, 0)  # not (5, 0): objects estimated empty may hold data
+    assert index.locate(44) == (5, 2)
 
 
 @pytest.mark.parametrize(
