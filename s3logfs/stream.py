@@ -228,8 +228,8 @@ class StreamReader:
                 self._read_ahead(position + 1)
             self._open(cursor, position)
             length = cursor.data_size + cursor.adds_newline
-            if inner >= length:  # the estimate was longer than the object really is
-                if sequential or chunks:
+            if inner >= length:  # the estimate was longer than the object really is, or it is empty
+                if sequential or chunks or inner == 0:
                     position, inner = position + 1, 0
                 else:
                     position, inner = self.index.locate(offset)

@@ -110,6 +110,14 @@ def test_cat_right_after_mounting_reads_gzip_objects_not_probed_yet(
         server.middleware.latency = 0.0
 
 
+def test_a_read_at_an_empty_objects_offset_continues_with_the_next(s3: Any, bucket: str, mount_one: Any) -> None:
+    put_all(s3, bucket, {"e/a.log": b"one\n", "e/b.log": b"", "e/c.log": b"three\n"})
+    mount = mount_one(prefix="e/")
+    with open(mount.path / "stream", "rb", buffering=0) as stream:
+        stream.seek(4)  # where b.log (empty) and c.log both start
+        assert stream.read(100) == b"three\n"
+
+
 def test_tail_reads_only_the_last_objects(s3: Any, bucket: str, mount_one: Any, server: LocalS3Server) -> None:
     contents = {f"many/{n:05d}.log": f"object {n} line {i}\n".encode() * 1 for n in range(1500) for i in range(1)}
     contents = {key: b"".join(f"{key} line {i}\n".encode() for i in range(5)) for key in contents}
