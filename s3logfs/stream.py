@@ -165,9 +165,9 @@ class StreamReader:
         """Read the gzip trailers of the other objects after the mount answers, last objects first.
 
         Until its probe lands, a gzip object counts as empty, and a trailer gives at most
-        the decoded size (the last member's), so ``st_size`` only grows. Objects a reader fetched meanwhile are
-        exact already and cost no probe; reading backwards from the end meets a forward
-        reader half way instead of racing it.
+        the decoded size (the last member's), so ``st_size`` only grows. Objects a reader
+        fetched meanwhile are exact already and cost no probe; reading backwards from the
+        end meets a forward reader half way instead of racing it.
         """
         for offset in range(len(entries) - 1, -1, -1):
             entry = entries[offset]
@@ -184,8 +184,7 @@ class StreamReader:
             if self._closed.is_set():
                 return
             if not exact and _looks_multi_member(size, entry.info.size, limit=MULTI_MEMBER_DECODE_LIMIT):
-                span = self._exact_span(entry)
-                self.index.correct(position, span.length, True, span.etag)
+                self._make_exact(position, entry)
             else:
                 self.index.estimate(position, size)
         except S3LogFSError as error:
@@ -274,10 +273,14 @@ class StreamReader:
                 self._scheduled.add(token)
             self._fetch_pool.submit(self._prefetch_one, position, entry)
 
+    def _make_exact(self, position: int, entry: Entry) -> None:
+        """Decode the entry into the cache and give its span the exact length."""
+        span = self._exact_span(entry)
+        self.index.correct(position, span.length, True, span.etag)
+
     def _prefetch_one(self, position: int, entry: Entry) -> None:
         try:
-            span = self._exact_span(entry)
-            self.index.correct(position, span.length, True, span.etag)
+            self._make_exact(position, entry)
         except S3LogFSError as error:
             log.warning("read-ahead of %s failed: %s", entry.key, error)
             with self._lock:

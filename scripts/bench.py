@@ -95,14 +95,18 @@ class Dataset:
     def stored_bytes(self) -> int:
         return sum(len(body) for body in self.bodies)
 
-    def checksum(self, work: Path) -> bytes:
-        """``cksum`` of every decoded line in key order: what each tool's output must match."""
+    def expected_file(self, work: Path) -> Path:
+        """Every decoded line in key order, on local disk: what each tool must output."""
         expected = work / f"{self.bucket}.expected"
         if not expected.exists():
             with open(expected, "wb") as handle:
                 for content in self.contents:
                     handle.write(content)
-        return subprocess.run(["cksum"], stdin=open(expected, "rb"), capture_output=True, check=True).stdout
+        return expected
+
+    def checksum(self, work: Path) -> bytes:
+        with open(self.expected_file(work), "rb") as expected:
+            return subprocess.run(["cksum"], stdin=expected, capture_output=True, check=True).stdout
 
     def names(self) -> set[str]:
         return {key[len(PREFIX):] for key in self.keys}
@@ -229,7 +233,6 @@ class Cell:
     tool: str
     latency_ms: float
     runs: list[Run] = field(default_factory=list)
-    note: str = ""
 
     @property
     def median(self) -> float | None:
@@ -242,8 +245,8 @@ class Cell:
         return max(values) if values else None
 
 
-def sh(command: str, env: dict[str, str] | None = None, timeout: float = 1800) -> tuple[float, bytes, int]:
-    """Run ``command`` in bash; wall seconds, stdout, and the peak RSS (KiB) of its process tree."""
+def sh(command: str, env: dict[str, str] | None = None, timeout: float = 1800) -> tuple[float, bytes]:
+    """Run ``command`` in bash; its wall seconds and stdout."""
     started = time.perf_counter()
     process = subprocess.Popen(["bash", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=env or _env())
@@ -255,7 +258,7 @@ def sh(command: str, env: dict[str, str] | None = None, timeout: float = 1800) -
     seconds = time.perf_counter() - started
     if process.returncode != 0:
         raise RuntimeError(f"{command!r} failed ({process.returncode}): {err.decode(errors='replace')[-500:]}")
-    return seconds, out, 0
+    return seconds, out
 
 
 def daemon_peak_rss_mb(mountpoint: Path) -> float | None:
@@ -422,6 +425,12 @@ class AwscliTool(Tool):
                 f'comm -13 <(echo "$seen") <(echo "$now") | while read -r f; do {fetch}; done; seen=$now; done')
 
 
+class PassthroughTool(Tool):
+    """The bare pass-through mfusepy mount of the decoded bytes: the ceiling for a cached read."""
+
+    name = "passthrough"
+
+
 def _wait_mount_shell(mountpoint: Path) -> str:
     return f"for i in $(seq 600); do mountpoint -q {mountpoint} && break; sleep 0.02; done; mountpoint -q {mountpoint}"
 
@@ -480,7 +489,7 @@ class Bench:
     def cold_read(self, scenario: str, tool: Tool, dataset: Dataset, latency: float) -> Cell:
         def attempt() -> Run:
             with self.place(tool, dataset) as (where, prepare):
-                seconds, out, _ = sh(f"{prepare} && {tool.read_all(dataset, where)} | cksum")
+                seconds, out = sh(f"{prepare} && {tool.read_all(dataset, where)} | cksum")
                 rss = daemon_peak_rss_mb(where) if tool.mounts else None
             return self._check(seconds, out, dataset, rss)
 
@@ -493,12 +502,11 @@ class Bench:
         with self.place(tool, dataset) as (where, prepare):
             sh(f"{prepare} && cat {where}/stream > /dev/null")
             cells.append(self.measure("cached_reread", tool, latency,
-                                      lambda: self._check(*sh(f"cat {where}/stream | cksum")[:2], dataset, None)))
+                                      lambda: self._check(*sh(f"cat {where}/stream | cksum"), dataset, None)))
         source = self.work / "passthrough-source"
         source.mkdir(exist_ok=True)
-        with open(source / "stream", "wb") as handle:
-            for content in dataset.contents:
-                handle.write(content)
+        if not (source / "stream").exists():
+            os.link(dataset.expected_file(self.work), source / "stream")
         target = self.work / "passthrough"
         target.mkdir(exist_ok=True)
         process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "_passthrough", str(source),
@@ -506,10 +514,8 @@ class Bench:
         try:
             wait_mounted(target)
             sh(f"cat {target}/stream > /dev/null")
-            reference = Tool(self)
-            reference.name = "passthrough"
-            cells.append(self.measure("cached_reread", reference, latency,
-                                      lambda: self._check(*sh(f"cat {target}/stream | cksum")[:2], dataset, None)))
+            cells.append(self.measure("cached_reread", PassthroughTool(self), latency,
+                                      lambda: self._check(*sh(f"cat {target}/stream | cksum"), dataset, None)))
         finally:
             unmount(target)
             process.wait(timeout=30)
@@ -525,7 +531,7 @@ class Bench:
 
         def attempt() -> Run:
             with self.place(tool, dataset) as (where, prepare):
-                seconds, out, _ = sh(f"{prepare} && {tool.last_lines(dataset, where, 20)}")
+                seconds, out = sh(f"{prepare} && {tool.last_lines(dataset, where, 20)}")
             ok = out == expected
             return Run(seconds, ok, "" if ok else f"wrong lines: {out[-200:]!r}")
 
@@ -534,7 +540,7 @@ class Bench:
     def ls_l(self, tool: Tool, dataset: Dataset, latency: float) -> Cell:
         def attempt() -> Run:
             with self.place(tool, dataset) as (where, prepare):
-                seconds, out, _ = sh(f"{prepare} && {tool.listing(dataset, where)}")
+                seconds, out = sh(f"{prepare} && {tool.listing(dataset, where)}")
             listed = {line.split()[-1] for line in out.decode().splitlines() if len(line.split()) >= 4}
             missing = dataset.names() - listed
             ok = not missing and len(listed - dataset.names()) <= 1  # s3logfs lists `stream` too
