@@ -243,7 +243,9 @@ def run_daemon(options: MountOptions, client: S3Client | None, detach_stderr: bo
     import mfusepy
 
     engine = build_engine(options, client)
+    started = time.monotonic()
     engine.load()
+    log.debug("listed %d objects in %.2f s", len(engine.catalog.entries), time.monotonic() - started)
     view = LogFilesystem(
         engine.catalog,
         engine.reader,

@@ -117,6 +117,7 @@ class StreamReader:
                 spans = list(self._fetch_pool.map(self._settle, entries))
             start = len(self.index)
             self.index.append(spans)
+            self.ready.set()  # before saving: writing 10,000 spans takes a tenth of a second
             self.index.save()
             if first:
                 self._probe_in_background(start, entries, spans)

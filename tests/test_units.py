@@ -837,6 +837,6 @@ def test_stream_index_estimates_never_undo_an_exact_length(tmp_path: Path) -> No
 def test_fast_timestamp_parser_agrees_with_botocore(text: str) -> None:
     from botocore.utils import parse_timestamp
 
-    from s3logfs.s3 import _parse_timestamp
+    from s3logfs._parsing import parse_timestamp as _parse_timestamp
 
     assert _parse_timestamp(text) == parse_timestamp(text)
