@@ -7,9 +7,11 @@ anything unexpected instead of letting mfusepy report it as EINVAL.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -24,9 +26,27 @@ F = TypeVar("F", bound=Callable[..., Any])
 _QUIET = {errno.ENOENT, errno.ENODATA, errno.EROFS}
 
 
+_threads_with_state: set[int] = set()
+
+
+def _keep_thread_state() -> None:
+    """Give the calling libfuse thread a Python thread state that outlives the callback.
+
+    ctypes makes a fresh thread state for every callback from a thread Python did not
+    start, and frees it on return: a new frame stack each time, so page faults on every
+    FUSE operation (4 per file of ``ls -l``). Holding one extra ``PyGILState_Ensure``
+    per thread keeps the state, as ctypes' own release then leaves it in place.
+    """
+    ident = threading.get_ident()
+    if ident not in _threads_with_state:
+        _threads_with_state.add(ident)
+        ctypes.pythonapi.PyGILState_Ensure()
+
+
 def _translated(method: F) -> F:
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _keep_thread_state()
         try:
             return method(*args, **kwargs)
         except fuse.FuseOSError:
