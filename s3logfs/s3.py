@@ -30,7 +30,7 @@ from .errors import BucketNotFound, CredentialsError, ObjectChanged, ObjectNotFo
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 1 << 20
+CHUNK_SIZE = 256 << 10
 """Bytes per read from a response body: large enough to keep syscalls few, small enough for RSS."""
 
 _CREDENTIAL_CODES = {

@@ -163,13 +163,14 @@ class StreamReader:
             spans[position] = span
 
     def _probe_in_background(self, start: int, entries: list[Entry], spans: list[Span]) -> None:
-        """Read the gzip trailers of the other objects after the mount answers, last objects first.
+        """Read the gzip trailers of the other objects, last objects first, while no reader is active.
 
         Until its probe lands, a gzip object counts as empty, and a trailer gives at most
         the decoded size (the last member's), so ``st_size`` only grows. Objects a reader
         fetched meanwhile are exact already and cost no probe; reading backwards from the
         end meets a forward reader half way instead of racing it.
         """
+        self._last_read_ahead = time.monotonic()  # a reader that starts right after the mount goes first
         for offset in range(len(entries) - 1, -1, -1):
             entry = entries[offset]
             if not spans[offset].exact and entry.size is None and looks_gzip_named(entry.key):
