@@ -31,6 +31,8 @@ from .s3 import ObjectInfo
 
 log = logging.getLogger(__name__)
 
+_LISTING_PAGE = 1000
+"""Keys per batch while the mount-time listing streams into the tree: S3's page size."""
 _MAX_FOLDERS_PER_POLL = 16
 """Above this many top-level folders, an incremental poll is one listing after the greatest key."""
 
@@ -82,6 +84,9 @@ class Catalog:
         self._thread: threading.Thread | None = None
         self._polls = 0
         self._full_listing_pages = 1
+        self.loaded = threading.Event()
+        """Set once the mount-time listing is in (or failed): the tree is then whole."""
+        self._grew = threading.Condition(self._lock)
 
     @property
     def stats(self):  # noqa: ANN201 - the S3 layer's Stats
@@ -92,12 +97,47 @@ class Catalog:
         self._listeners.append(listener)
 
     def load(self, known_order: Iterable[str] = ()) -> None:
-        """List the prefix; keys of ``known_order`` (a persisted order) come first, in that order."""
-        listed = {info.key: info for info in self._full_listing()}
-        ordered = [listed.pop(key) for key in known_order if key in listed]
-        self._add(ordered + sorted(listed.values(), key=lambda info: info.key))
+        """List the prefix; keys of ``known_order`` (a persisted order) come first, in that order.
 
-    def _add(self, infos: list[ObjectInfo]) -> list[Entry]:
+        Without a persisted order the stream order is the listing's, so each page enters
+        the tree as it arrives: ``ls`` can work through the first pages while later ones
+        load. Listeners still get the whole listing as one batch. If the listing breaks
+        half way, the mount keeps what came; the poller lists on from the greatest key.
+        """
+        try:
+            if known_order:
+                listed = {info.key: info for info in self._full_listing()}
+                ordered = [listed.pop(key) for key in known_order if key in listed]
+                self._add(ordered + sorted(listed.values(), key=lambda info: info.key), notify=False)
+            else:
+                self._add_pages()
+        finally:
+            with self._lock:
+                listed_entries = list(self.entries)
+            self._full_listing_pages = max(1, -(-len(listed_entries) // _LISTING_PAGE))
+            for listener in self._listeners:  # even with no entries: the stream is then empty, not pending
+                listener(listed_entries)
+            with self._grew:
+                self.loaded.set()
+                self._grew.notify_all()
+
+    def _add_pages(self) -> None:
+        page: list[ObjectInfo] = []
+        try:
+            for info in self.fetcher.client.list_objects(self.prefix):
+                page.append(info)
+                if len(page) == _LISTING_PAGE:
+                    self._add(page, notify=False)
+                    page = []
+        finally:
+            self._add(page, notify=False)
+
+    def wait_for_more(self, seen: int, timeout: float | None = None) -> None:
+        """Block until the catalog holds more than ``seen`` entries, or the listing is in."""
+        with self._grew:
+            self._grew.wait_for(lambda: len(self.entries) > seen or self.loaded.is_set(), timeout)
+
+    def _add(self, infos: list[ObjectInfo], notify: bool = True) -> list[Entry]:
         now = time.monotonic()
         added: list[Entry] = []
         with self._lock:
@@ -113,14 +153,15 @@ class Catalog:
             if added:
                 self.mtime = time.time()
                 self.stats.set(keys=len(self.entries))
-        if added:
+                self._grew.notify_all()
+        if notify and added:
             for listener in self._listeners:
                 listener(added)
         return added
 
     def _full_listing(self) -> list[ObjectInfo]:
         infos = list(self.fetcher.client.list_objects(self.prefix))
-        self._full_listing_pages = max(1, -(-len(infos) // 1000))
+        self._full_listing_pages = max(1, -(-len(infos) // _LISTING_PAGE))
         return infos
 
     def _folder_starts(self) -> dict[str, str]:
@@ -220,6 +261,7 @@ class Catalog:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        self.loaded.wait()
         while not self._stop.wait(self.poll_interval):
             try:
                 self.poll_once()

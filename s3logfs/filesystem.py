@@ -21,6 +21,7 @@ import json
 import os
 import stat
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -134,7 +135,7 @@ class LogFilesystem:
             name, offset = self._cursor(path)
             size = max(0, self.reader.size() - offset)
             return self._stat(CURSOR_MODE, self._cursor_ino(name), size, self.reader.index.mtime)
-        node = self.catalog.tree.lookup(path)
+        node = self._lookup(path)
         if node is None:
             raise NotFound(path)
         if isinstance(node, FileNode):
@@ -172,23 +173,52 @@ class LogFilesystem:
 
     # directories ------------------------------------------------------------------
 
-    def list_dir(self, path: str) -> list[tuple[str, int, int]]:
-        """``(name, mode, inode)`` of each entry, ``.`` and ``..`` first.
+    def list_dir(self, path: str, start: int = 0) -> Iterator[tuple[str, int, int, int]]:
+        """``(name, mode, inode, next offset)`` of each entry from offset ``start``, ``.`` and ``..`` first.
 
-        Inodes must be non-zero: with ``use_ino``, readdir(3) skips entries of inode 0.
+        Offsets are positions in the directory, stable because entries are only ever
+        added, at the end. While the mount-time listing loads, the iterator waits for
+        the next page instead of ending, so ``ls`` works through a large prefix as it
+        arrives. Inodes must be non-zero: with ``use_ino``, readdir(3) skips inode 0.
         """
         if path == BOOKMARKS_PATH:
             listing = [(".", BOOKMARKS_DIR_MODE, BOOKMARKS_INO), ("..", DIR_MODE, 1)]
-            return listing + [(n, CURSOR_MODE, self._cursor_ino(n)) for n in self.bookmarks.names()]
-        node = self.catalog.tree.lookup(path)
+            listing += [(n, CURSOR_MODE, self._cursor_ino(n)) for n in self.bookmarks.names()]
+            return ((*entry, position + 1) for position, entry in enumerate(listing) if position >= start)
+        node = self._lookup(path)
         if not isinstance(node, DirNode):
             raise NotFound(path)
-        listing = [(".", DIR_MODE, node.ino), ("..", DIR_MODE, node.parent_ino)]
+        fixed = [(".", DIR_MODE, node.ino), ("..", DIR_MODE, node.parent_ino)]
         if path == "/":
-            listing += [("stream", FILE_MODE, STREAM_INO), (".bookmarks", BOOKMARKS_DIR_MODE, BOOKMARKS_INO)]
-        for name, child in list(node.children.items()):
-            listing.append((name, FILE_MODE if isinstance(child, FileNode) else DIR_MODE, child.ino))
-        return listing
+            fixed += [("stream", FILE_MODE, STREAM_INO), (".bookmarks", BOOKMARKS_DIR_MODE, BOOKMARKS_INO)]
+        return self._dir_entries(node, fixed, start)
+
+    def _dir_entries(self, node: DirNode, fixed: list[tuple[str, int, int]],
+                     start: int) -> Iterator[tuple[str, int, int, int]]:
+        position = start
+        while True:
+            loading = not self.catalog.loaded.is_set()
+            seen = len(self.catalog.entries)
+            children = list(node.children.items())
+            while position < len(fixed) + len(children):
+                if position < len(fixed):
+                    name, mode, ino = fixed[position]
+                else:
+                    name, child = children[position - len(fixed)]
+                    mode, ino = (FILE_MODE if isinstance(child, FileNode) else DIR_MODE), child.ino
+                position += 1
+                yield name, mode, ino, position
+            if not loading:
+                return
+            self.catalog.wait_for_more(seen)
+
+    def _lookup(self, path: str) -> DirNode | FileNode | None:
+        """The node at ``path``; a path not listed yet is looked up again once the listing is in."""
+        node = self.catalog.tree.lookup(path)
+        if node is None and not self.catalog.loaded.is_set():
+            self.catalog.loaded.wait()
+            node = self.catalog.tree.lookup(path)
+        return node
 
     # content ----------------------------------------------------------------------
 
@@ -202,7 +232,7 @@ class LogFilesystem:
             name, offset = self._cursor(path)
             handle = Handle(cursor=Cursor(), base=offset, bookmark=name)
             return Opened(self._handles.add(handle), direct_io=True)
-        node = self.catalog.tree.lookup(path)
+        node = self._lookup(path)
         if not isinstance(node, FileNode):
             raise NotFound(path)
         entry = self.catalog.by_key[node.key]
@@ -259,6 +289,7 @@ class LogFilesystem:
 
     def xattrs(self, path: str) -> dict[str, bytes]:
         if path == "/":
+            self.catalog.loaded.wait()  # counters of a whole listing, not of its first pages
             return {
                 "user.s3logfs.source": self.options.source.encode(),
                 "user.s3logfs.stats": json.dumps(self.catalog.stats.snapshot(), sort_keys=True).encode(),
@@ -266,7 +297,7 @@ class LogFilesystem:
         if path == STREAM_PATH:
             names = self.bookmarks.names()
             return {BOOKMARK_XATTR + name: b"" for name in names}
-        node = self.catalog.tree.lookup(path)
+        node = self._lookup(path)
         if not isinstance(node, FileNode):
             if node is None and not path.startswith(BOOKMARKS_PATH):
                 raise NotFound(path)

@@ -12,7 +12,7 @@ import errno
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import mfusepy as fuse
@@ -85,8 +85,10 @@ class Operations(fuse.Operations):
         return self.view.attrs(path)
 
     @_translated
-    def readdir(self, path: str, fh: int) -> list[Any]:
-        return [(name, {"st_mode": mode, "st_ino": ino}, 0) for name, mode, ino in self.view.list_dir(path)]
+    def readdir_with_offset(self, path: str, offset: int, fh: int) -> Iterator[tuple[str, dict[str, int], int]]:
+        """Entries from ``offset`` on; mfusepy stops pulling when the kernel's buffer is full."""
+        entries = self.view.list_dir(path, offset)
+        return ((name, {"st_mode": mode, "st_ino": ino}, after) for name, mode, ino, after in entries)
 
     @_translated
     def open(self, path: str, fi: Any) -> int:

@@ -56,6 +56,8 @@ class Fault:
     status: int | None = 500
     truncate_at: int | None = None
     key_contains: str = ""
+    skip: int = 0
+    """Matching requests to let through before the fault starts."""
 
 
 @dataclass
@@ -95,6 +97,9 @@ class CountingMiddleware:
         with self._lock:
             for fault in self.faults:
                 if fault.count > 0 and fault.kind == kind and fault.key_contains in key:
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
                     fault.count -= 1
                     return fault
         return None

@@ -239,15 +239,16 @@ def _answers(mountpoint: Path) -> bool:
 
 
 def run_daemon(options: MountOptions, client: S3Client | None, detach_stderr: bool) -> int:
-    """Mount and serve until unmounted. Threads start in ``init``, after libfuse is up."""
+    """Mount and serve until unmounted. Threads start in ``init``, after libfuse is up.
+
+    The mount answers once the first listing page is in (the access check's, reused);
+    the rest of the listing streams into the tree from a thread started in ``init``.
+    """
     from .fuse_ops import Operations  # imports mfusepy, which needs libfuse
     import mfusepy
 
     _keep_freed_memory()
     engine = build_engine(options, client)
-    started = time.monotonic()
-    engine.load()
-    log.debug("listed %d objects in %.2f s", len(engine.catalog.entries), time.monotonic() - started)
     view = LogFilesystem(
         engine.catalog,
         engine.reader,
@@ -264,6 +265,7 @@ def run_daemon(options: MountOptions, client: S3Client | None, detach_stderr: bo
     def on_init() -> None:
         if detach_stderr:
             _detach_stderr(options)
+        threading.Thread(target=_load, args=(engine,), name="s3logfs-listing", daemon=True).start()
         engine.catalog.start()
         threading.Thread(target=_housekeeping, args=(engine, stop), name="s3logfs-housekeeping", daemon=True).start()
         log.info("mounted %s on %s", options.source, options.mountpoint)
@@ -309,6 +311,18 @@ def _keep_freed_memory() -> None:
         libc.mallopt(_M_TRIM_THRESHOLD, MALLOC_KEEP_BYTES)
     except (OSError, AttributeError):  # not glibc: its defaults stay
         pass
+
+
+def _load(engine: Engine) -> None:
+    """The mount-time listing, after the mount answers: directories fill as pages arrive."""
+    started = time.monotonic()
+    try:
+        engine.load()
+    except S3LogFSError as error:
+        log.error("listing stopped after %d objects: %s", len(engine.catalog.entries), error)
+    except Exception:  # the mount stays up with what was listed
+        log.exception("listing stopped after %d objects", len(engine.catalog.entries))
+    log.debug("listed %d objects in %.2f s", len(engine.catalog.entries), time.monotonic() - started)
 
 
 def _detach_stderr(options: MountOptions) -> None:
