@@ -85,6 +85,12 @@ class DirNode:
     children: dict[str, DirNode | FileNode] = field(default_factory=dict)
     subdirs: dict[str, DirNode] = field(default_factory=dict)  # raw name -> node
     mtime: float = 0.0
+    order: list[DirNode | FileNode] = field(default_factory=list)
+    """The children in the order they came: append-only, so a position is a stable readdir offset."""
+
+    def add_child(self, node: DirNode | FileNode) -> None:
+        self.children[node.name] = node
+        self.order.append(node)
 
 
 @dataclass
@@ -121,7 +127,7 @@ class Tree:
             parent.mtime = max(parent.mtime, mtime)
             name = self._free_name(parent, self._file_names(raw_names[-1]), raw_names[-1])
             node = FileNode(ino=self._take_ino(), name=name, key=key)
-            parent.children[name] = node
+            parent.add_child(node)
             self._by_path[f"{path}/{name}"] = node
             self._path_of_key[key] = f"{path}/{name}"
             return node
@@ -139,7 +145,7 @@ class Tree:
         name = self._free_name(parent, [encode_name(raw)], raw)
         node = DirNode(ino=self._take_ino(), name=name, parent_ino=parent.ino)
         parent.subdirs[raw] = node
-        parent.children[name] = node
+        parent.add_child(node)
         self._by_path[f"{parent_path}/{name}"] = node
         return node
 
