@@ -19,6 +19,7 @@ import botocore.parsers
 import botocore.utils
 
 LIST_V2_OUTPUT = "ListObjectsV2Output"
+LIST_V2_END = b"</ListBucketResult>"
 _TOP_STRINGS = {"Name", "Prefix", "Delimiter", "StartAfter", "ContinuationToken", "NextContinuationToken",
                 "EncodingType"}
 _TOP_INTEGERS = {"KeyCount", "MaxKeys"}
@@ -116,9 +117,9 @@ def skip_second_listing_parse(events: Any) -> None:
     """Check listings for S3's "200 with an error inside" without parsing them twice.
 
     botocore parses every S3 response body once to see whether a 200 hides an error, and
-    once more for its content. A listing is whole and not an error exactly when it ends
-    with its closing root element, which costs no parse. Other operations keep
-    botocore's check. Nothing changes if botocore renames its handler.
+    once more for its content. A listing that ends with its closing root element is
+    whole and not an error, which costs no parse; any other listing body, and every
+    other operation, gets botocore's check. Nothing changes if botocore renames it.
     """
     botocore_check = getattr(botocore.handlers, "_handle_200_error", None)
     if botocore_check is None:
@@ -127,12 +128,8 @@ def skip_second_listing_parse(events: Any) -> None:
     def check(operation_model: Any, response_dict: dict[str, Any], **kwargs: Any) -> None:
         if operation_model.name != "ListObjectsV2":
             botocore_check(operation_model=operation_model, response_dict=response_dict, **kwargs)
-        elif response_dict and response_dict["status_code"] == 200 and response_dict["body"]:
-            if not response_dict["body"].rstrip().endswith(LIST_V2_END):
-                response_dict["status_code"] = 500  # as botocore does: an error to retry
+        elif not (response_dict and response_dict["body"].rstrip().endswith(LIST_V2_END)):
+            botocore_check(operation_model=operation_model, response_dict=response_dict, **kwargs)  # let it decide
 
     events.unregister("before-parse.s3.*", botocore_check)
     events.register_first("before-parse.s3.*", check)
-
-
-LIST_V2_END = b"</ListBucketResult>"

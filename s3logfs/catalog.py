@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .cache import CachedObject
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _LISTING_PAGE = 1000
 """Keys per batch while the mount-time listing streams into the tree: S3's page size."""
+_STOP_CHECK_SECONDS = 0.2
 _MAX_FOLDERS_PER_POLL = 16
 """Above this many top-level folders, an incremental poll is one listing after the greatest key."""
 
@@ -85,7 +86,7 @@ class Catalog:
         self._polls = 0
         self._full_listing_pages = 1
         self.loaded = threading.Event()
-        """Set once the mount-time listing is in (or failed): the tree is then whole."""
+        """Set once the mount-time listing is in, or has failed: the tree then holds all it will."""
         self._grew = threading.Condition(self._lock)
 
     @property
@@ -96,13 +97,14 @@ class Catalog:
         """Call ``listener`` with each batch of new entries, in stream order."""
         self._listeners.append(listener)
 
-    def load(self, known_order: Iterable[str] = ()) -> None:
+    def load(self, known_order: Sequence[str] = ()) -> None:
         """List the prefix; keys of ``known_order`` (a persisted order) come first, in that order.
 
         Without a persisted order the stream order is the listing's, so each page enters
         the tree as it arrives: ``ls`` can work through the first pages while later ones
-        load. Listeners still get the whole listing as one batch. If the listing breaks
-        half way, the mount keeps what came; the poller lists on from the greatest key.
+        load. With one (a remount with the same cache), the tree fills once the whole
+        listing is in. Listeners get the whole listing as one batch. If the listing
+        breaks half way, the mount keeps what came; the poller lists on from there.
         """
         try:
             if known_order:
@@ -115,27 +117,33 @@ class Catalog:
             with self._lock:
                 listed_entries = list(self.entries)
             self._full_listing_pages = max(1, -(-len(listed_entries) // _LISTING_PAGE))
-            for listener in self._listeners:  # even with no entries: the stream is then empty, not pending
-                listener(listed_entries)
-            with self._grew:
-                self.loaded.set()
-                self._grew.notify_all()
+            try:
+                for listener in self._listeners:  # even with no entries: the stream is then empty, not pending
+                    listener(listed_entries)
+            finally:
+                with self._grew:
+                    self.loaded.set()
+                    self._grew.notify_all()
 
     def _add_pages(self) -> None:
         page: list[ObjectInfo] = []
+        listing = self.fetcher.client.list_objects(self.prefix)
         try:
-            for info in self.fetcher.client.list_objects(self.prefix):
+            for info in listing:
                 page.append(info)
                 if len(page) == _LISTING_PAGE:
                     self._add(page, notify=False)
                     page = []
+                    if self._stop.is_set():  # unmounted while listing
+                        return
         finally:
+            listing.close()
             self._add(page, notify=False)
 
-    def wait_for_more(self, seen: int, timeout: float | None = None) -> None:
+    def wait_for_more(self, seen: int) -> None:
         """Block until the catalog holds more than ``seen`` entries, or the listing is in."""
         with self._grew:
-            self._grew.wait_for(lambda: len(self.entries) > seen or self.loaded.is_set(), timeout)
+            self._grew.wait_for(lambda: len(self.entries) > seen or self.loaded.is_set())
 
     def _add(self, infos: list[ObjectInfo], notify: bool = True) -> list[Entry]:
         now = time.monotonic()
@@ -261,7 +269,9 @@ class Catalog:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        self.loaded.wait()
+        while not self.loaded.wait(_STOP_CHECK_SECONDS):  # the mount-time listing first
+            if self._stop.is_set():
+                return
         while not self._stop.wait(self.poll_interval):
             try:
                 self.poll_once()

@@ -42,6 +42,7 @@ STREAM_INO, BOOKMARKS_INO = 2, 3
 _FIRST_CURSOR_INO = 1 << 40
 _NS = 1_000_000_000
 _USER_XATTR = "user."
+_STATS_XATTR = "user.s3logfs.stats"
 _BLKSIZE = 1 << 20
 """The preferred I/O size reported in st_blksize: cat and stdio size their reads by it, and one
 large FUSE read costs far less than eight small ones."""
@@ -208,12 +209,16 @@ class LogFilesystem:
                 child = node.order[position - len(fixed)]
                 position += 1
                 yield child.name, (FILE_MODE if isinstance(child, FileNode) else DIR_MODE), child.ino, position
-            if not loading:
+            if not loading or position > start:  # hand over what there is; an empty answer would mean the end
                 return
             self.catalog.wait_for_more(seen)
 
     def _lookup(self, path: str) -> DirNode | FileNode | None:
-        """The node at ``path``; a path not listed yet is looked up again once the listing is in."""
+        """The node at ``path``; a path not listed yet is looked up again once the listing is in.
+
+        Only a name that is not there, or not listed yet, waits, and at most until the
+        mount-time listing ends.
+        """
         node = self.catalog.tree.lookup(path)
         if node is None and not self.catalog.loaded.is_set():
             self.catalog.loaded.wait()
@@ -289,17 +294,15 @@ class LogFilesystem:
 
     def xattrs(self, path: str) -> dict[str, bytes]:
         if path == "/":
-            self.catalog.loaded.wait()  # counters of a whole listing, not of its first pages
-            return {
-                "user.s3logfs.source": self.options.source.encode(),
-                "user.s3logfs.stats": json.dumps(self.catalog.stats.snapshot(), sort_keys=True).encode(),
-            }
+            return {"user.s3logfs.source": self.options.source.encode(), _STATS_XATTR: b""}
         if path == STREAM_PATH:
             names = self.bookmarks.names()
             return {BOOKMARK_XATTR + name: b"" for name in names}
+        if path == BOOKMARKS_PATH or path.startswith(BOOKMARKS_PATH + "/"):
+            return {}
         node = self._lookup(path)
         if not isinstance(node, FileNode):
-            if node is None and not path.startswith(BOOKMARKS_PATH):
+            if node is None:
                 raise NotFound(path)
             return {}
         return self._entry_xattrs(self.catalog.by_key[node.key])
@@ -329,6 +332,9 @@ class LogFilesystem:
             if offset is None:
                 raise NoAttribute(name)
             return str(offset).encode()
+        if path == "/" and name == _STATS_XATTR:
+            self.catalog.loaded.wait()  # counters of the whole mount-time listing, not of its first pages
+            return json.dumps(self.catalog.stats.snapshot(), sort_keys=True).encode()
         value = self.xattrs(path).get(name)
         if value is None:
             raise NoAttribute(name)

@@ -35,7 +35,9 @@ def _keep_thread_state() -> None:
     ctypes makes a fresh thread state for every callback from a thread Python did not
     start, and frees it on return: a new frame stack each time, so page faults on every
     FUSE operation (4 per file of ``ls -l``). Holding one extra ``PyGILState_Ensure``
-    per thread keeps the state, as ctypes' own release then leaves it in place.
+    per thread keeps the state, as ctypes' own release then leaves it in place. libfuse
+    3 keeps its workers (up to ``max_threads``, 10) for the whole mount, so this holds
+    one small state per worker; a worker that libfuse retires leaves its state behind.
     """
     ident = threading.get_ident()
     if ident not in _threads_with_state:

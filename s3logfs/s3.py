@@ -223,15 +223,17 @@ class S3Client:
         page = None
         if not start_after and self._checked_page is not None and self._checked_page[0] == prefix:
             page, self._checked_page = self._checked_page[1], None
-        next_page = ThreadPoolExecutor(1, thread_name_prefix="s3logfs-list")
+        requester = ThreadPoolExecutor(1, thread_name_prefix="s3logfs-list")
         try:
-            pending = None if page is not None else next_page.submit(self._list_page, params)
+            pending = requester.submit(self._list_page, params) if page is None else None
             while True:
-                page = page or pending.result()  # type: ignore[union-attr]
+                if page is None:
+                    assert pending is not None
+                    page = pending.result()
                 token = page.get("NextContinuationToken")
                 more = bool(page.get("IsTruncated") and token)
                 if more:
-                    pending = next_page.submit(self._list_page, {"Prefix": prefix, "ContinuationToken": token})
+                    pending = requester.submit(self._list_page, {"Prefix": prefix, "ContinuationToken": token})
                 for item in page.get("Contents", ()):
                     yield ObjectInfo(
                         key=item["Key"],
@@ -243,7 +245,7 @@ class S3Client:
                     return
                 page = None
         finally:
-            next_page.shutdown(wait=False, cancel_futures=True)
+            requester.shutdown(wait=False, cancel_futures=True)
 
     def _list_page(self, params: dict[str, Any]) -> Any:
         self.stats.add(lists=1)

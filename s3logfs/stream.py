@@ -22,10 +22,10 @@ Read-ahead
 Follow
     Batches of new objects from the catalog's poller are decoded first, then appended
     with exact lengths, so ``st_size`` only ever grows by bytes that are really there.
-    The initial batch (at mount time) is sized from the listing, its last objects exactly
-    (so ``tail -n`` is right at once); gzip trailers of the rest are probed in the
-    background after the mount answers, so mounting costs the listing and a few GETs
-    whatever the number of objects.
+    The initial batch (the mount-time listing) is sized from the listing, its last
+    objects exactly (so ``tail -n`` is right at once); gzip trailers of the rest are
+    probed in the background once ``stream`` answers, so it costs the listing and a few
+    GETs whatever the number of objects.
 """
 
 from __future__ import annotations
@@ -106,7 +106,10 @@ class StreamReader:
         """Catalog listener: size a batch of new entries and append it, in order."""
         first = self._batch_count == 0
         self._batch_count += 1
-        self._batches.submit(self._append_batch, entries, first)
+        try:
+            self._batches.submit(self._append_batch, entries, first)
+        except RuntimeError:  # closed: unmounted while the listing ran
+            log.debug("unmounted: %d listed object(s) dropped", len(entries))
 
     def _append_batch(self, entries: list[Entry], first: bool) -> None:
         try:
@@ -140,7 +143,7 @@ class StreamReader:
         return Span(entry.key, entry.info.etag, entry.info.size, False)  # assumes a final newline
 
     def _settle_tail(self, entries: list[Entry], spans: list[Span]) -> None:
-        """Size the stream's last objects before the mount answers, so ``tail -n`` is exact.
+        """Size the stream's last objects before ``stream`` answers, so ``tail -n`` is exact.
 
         A gzip trailer that looks single-member is exact. Other small objects are decoded:
         a whole small GET costs what a probe costs, and warms the cache for ``tail``. A
@@ -170,7 +173,7 @@ class StreamReader:
         fetched meanwhile are exact already and cost no probe; reading backwards from the
         end meets a forward reader half way instead of racing it.
         """
-        self._last_read_ahead = time.monotonic()  # a reader that starts right after the mount goes first
+        self._last_read_ahead = time.monotonic()  # a reader waiting for the stream to answer goes first
         for offset in range(len(entries) - 1, -1, -1):
             entry = entries[offset]
             if not spans[offset].exact and entry.size is None and looks_gzip_named(entry.key):

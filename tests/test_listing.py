@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import reference, run, wait_for
+from conftest import daemon_pid, reference, run, wait_for
 from s3logfs.localserver import Fault, LocalS3Server
 
 PAGES_OF_KEYS = 2150  # three ListObjectsV2 pages
@@ -91,3 +91,14 @@ def test_an_empty_prefix_gives_an_empty_stream(server: LocalS3Server, paged_buck
     assert run(["stat", "-c", "%s", str(mount.path / "stream")], timeout=20, text=True).stdout.strip() == "0"
     assert run(["cat", str(mount.path / "stream")], timeout=20).stdout == b""
     assert sorted(os.listdir(mount.path)) == [".bookmarks", "stream"]
+
+
+def test_unmount_while_listing_ends_the_daemon_cleanly(
+    server: LocalS3Server, paged_bucket: str, mount_factory: Any, slow_listing: None
+) -> None:
+    server.middleware.latency = 1.0  # pages 2 and 3 are still coming when the mount goes
+    mount = mount_factory(paged_bucket, "logs/", "--poll-interval", "1")
+    assert daemon_pid(mount.path) is not None
+    run(["fusermount", "-u", str(mount.path)])
+    wait_for(lambda: daemon_pid(mount.path) is None, timeout=15)  # by itself: teardown would SIGKILL it
+    assert "Traceback" not in mount.log() and "ERROR" not in mount.log(), mount.log()
