@@ -116,7 +116,7 @@ class Catalog:
         finally:
             with self._lock:
                 listed_entries = list(self.entries)
-            self._full_listing_pages = max(1, -(-len(listed_entries) // _LISTING_PAGE))
+            self._note_listing_size(len(listed_entries))
             try:
                 for listener in self._listeners:  # even with no entries: the stream is then empty, not pending
                     listener(listed_entries)
@@ -169,8 +169,12 @@ class Catalog:
 
     def _full_listing(self) -> list[ObjectInfo]:
         infos = list(self.fetcher.client.list_objects(self.prefix))
-        self._full_listing_pages = max(1, -(-len(infos) // _LISTING_PAGE))
+        self._note_listing_size(len(infos))
         return infos
+
+    def _note_listing_size(self, keys: int) -> None:
+        """Remember how many pages a full listing costs: the poller relists in full while it is one."""
+        self._full_listing_pages = max(1, -(-keys // _LISTING_PAGE))
 
     def _folder_starts(self) -> dict[str, str]:
         """Each top-level folder's prefix, and the greatest key seen in it."""

@@ -294,7 +294,10 @@ class LogFilesystem:
 
     def xattrs(self, path: str) -> dict[str, bytes]:
         if path == "/":
-            return {"user.s3logfs.source": self.options.source.encode(), _STATS_XATTR: b""}
+            return {
+                "user.s3logfs.source": self.options.source.encode(),
+                _STATS_XATTR: json.dumps(self.catalog.stats.snapshot(), sort_keys=True).encode(),
+            }
         if path == STREAM_PATH:
             names = self.bookmarks.names()
             return {BOOKMARK_XATTR + name: b"" for name in names}
@@ -334,7 +337,6 @@ class LogFilesystem:
             return str(offset).encode()
         if path == "/" and name == _STATS_XATTR:
             self.catalog.loaded.wait()  # counters of the whole mount-time listing, not of its first pages
-            return json.dumps(self.catalog.stats.snapshot(), sort_keys=True).encode()
         value = self.xattrs(path).get(name)
         if value is None:
             raise NoAttribute(name)

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from s3logfs.localserver import LocalS3Server
+from s3logfs.localserver import Fault, LocalS3Server
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -50,6 +50,14 @@ def server() -> Iterator[LocalS3Server]:
     local = LocalS3Server().start()
     yield local
     local.stop()
+
+
+@pytest.fixture
+def faults(server: LocalS3Server) -> Iterator[list[Fault]]:
+    """The server's fault list, emptied after the test so that no fault leaks into the next one."""
+    server.middleware.faults.clear()
+    yield server.middleware.faults
+    server.middleware.faults.clear()
 
 
 @pytest.fixture

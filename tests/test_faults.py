@@ -14,7 +14,6 @@ import random
 import re
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,6 @@ import pytest
 from conftest import Mount, is_mounted, reference, run, wait_for
 from s3logfs.cache import cache_hash
 from s3logfs.localserver import Fault, LocalS3Server, Request
-
-
-@pytest.fixture
-def faults(server: LocalS3Server) -> Iterator[list[Fault]]:
-    """The server's fault list, emptied after the test so that no fault leaks into the next one."""
-    server.middleware.faults.clear()
-    yield server.middleware.faults
-    server.middleware.faults.clear()
 
 
 def cat(path: Path) -> bytes:

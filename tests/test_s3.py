@@ -6,7 +6,6 @@ listings with :mod:`s3logfs._parsing` and requests the next page early.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,13 +30,6 @@ def listed_bucket(server: LocalS3Server) -> str:
     for key in KEYS:
         s3.put_object(Bucket=name, Key=key, Body=key.encode())
     return name
-
-
-@pytest.fixture
-def faults(server: LocalS3Server) -> Iterator[list[Fault]]:
-    server.middleware.faults.clear()
-    yield server.middleware.faults
-    server.middleware.faults.clear()
 
 
 def _client(server: LocalS3Server, bucket: str) -> S3Client:
@@ -113,7 +105,17 @@ AWS_LISTING = b"""<?xml version="1.0" encoding="UTF-8"?>
 <CommonPrefixes><Prefix>AWSLogs%2F123456789012%2F</Prefix></CommonPrefixes></ListBucketResult>"""
 
 
-def test_fast_parser_reads_a_real_s3_listing_as_botocore_does() -> None:
+def _count_fast_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that gets an item each time the fast listing parser runs (not botocore's fallback)."""
+    from s3logfs import _parsing
+
+    calls: list[int] = []
+    original = _parsing.parse_list_v2
+    monkeypatch.setattr(_parsing, "parse_list_v2", lambda body: calls.append(1) or original(body))
+    return calls
+
+
+def test_fast_parser_reads_a_real_s3_listing_as_botocore_does(monkeypatch: pytest.MonkeyPatch) -> None:
     """A body as AWS sends it, with the elements moto leaves out (checksums, owner, tokens, url encoding)."""
     import botocore.parsers
     import botocore.session
@@ -123,28 +125,17 @@ def test_fast_parser_reads_a_real_s3_listing_as_botocore_does() -> None:
     shape = botocore.session.get_session().get_service_model("s3").operation_model("ListObjectsV2").output_shape
     response = {"status_code": 200, "headers": {"x-amz-request-id": "R"}, "body": AWS_LISTING}
     reference = botocore.parsers.RestXMLParser(timestamp_parser=_parsing.parse_timestamp).parse(response, shape)
-    calls: list[int] = []
-    fast = _parsing.FastRestXMLParser(timestamp_parser=_parsing.parse_timestamp)
-    original = _parsing.parse_list_v2
-    _parsing.parse_list_v2 = lambda body: calls.append(1) or original(body)  # type: ignore[assignment]
-    try:
-        ours = fast.parse(response, shape)
-    finally:
-        _parsing.parse_list_v2 = original  # type: ignore[assignment]
+    calls = _count_fast_parses(monkeypatch)
+    ours = _parsing.FastRestXMLParser(timestamp_parser=_parsing.parse_timestamp).parse(response, shape)
     assert calls == [1], "the fast path fell back to botocore"
     assert ours == reference
     assert ours["Contents"][0]["ChecksumAlgorithm"] == ["CRC32", "CRC64NVME"]
 
 
-def test_fast_listing_parse_is_used_for_moto_listings(server: LocalS3Server, listed_bucket: str) -> None:
-    from s3logfs import _parsing
-
-    calls: list[int] = []
-    original = _parsing.parse_list_v2
-    _parsing.parse_list_v2 = lambda body: calls.append(1) or original(body)  # type: ignore[assignment]
-    try:
-        keys = [info.key for info in _client(server, listed_bucket).list_objects("other/")]
-    finally:
-        _parsing.parse_list_v2 = original  # type: ignore[assignment]
+def test_fast_listing_parse_is_used_for_moto_listings(
+    server: LocalS3Server, listed_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_fast_parses(monkeypatch)
+    keys = [info.key for info in _client(server, listed_bucket).list_objects("other/")]
     assert keys == ["other/x.log"]
     assert calls == [1], "the fast path fell back to botocore"
