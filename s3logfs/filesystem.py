@@ -41,7 +41,8 @@ BOOKMARK_XATTR = "user.s3logfs.bookmark."
 STREAM_INO, BOOKMARKS_INO = 2, 3
 _FIRST_CURSOR_INO = 1 << 40
 _NS = 1_000_000_000
-_USER_XATTR = "user."
+USER_XATTR = "user."
+"""The only namespace of extended attributes the mount holds."""
 _STATS_XATTR = "user.s3logfs.stats"
 _BLKSIZE = 1 << 20
 """The preferred I/O size reported in st_blksize: cat and stdio size their reads by it, and one
@@ -49,6 +50,11 @@ large FUSE read costs far less than eight small ones."""
 _DIR_BLKSIZE = 4096
 """A directory's st_blksize. glibc sizes readdir's buffer by it (32 KiB to 1 MiB): with 1 MiB,
 ``ls`` got nothing until 5,000 names were listed, instead of working through each page."""
+
+
+def _short(mode: int, ino: int) -> dict[str, int]:
+    """The attributes a plain readdir passes on: the type and the inode number."""
+    return {"st_mode": mode, "st_ino": ino}
 
 
 class NotFound(S3LogFSError):
@@ -142,11 +148,14 @@ class LogFilesystem:
         node = self._lookup(path)
         if node is None:
             raise NotFound(path)
+        return self._node_attrs(node, is_root=path == "/")
+
+    def _node_attrs(self, node: DirNode | FileNode, is_root: bool = False) -> dict[str, int]:
         if isinstance(node, FileNode):
             entry = self.catalog.by_key[node.key]
             size, _ = self.catalog.decoded_size(entry)
             return self._stat(FILE_MODE, node.ino, size, entry.info.last_modified)
-        mtime = self.catalog.mtime if path == "/" else node.mtime
+        mtime = self.catalog.mtime if is_root else node.mtime
         return self._stat(DIR_MODE, node.ino, 0, mtime or self.started, nlink=2)
 
     def _stat(self, mode: int, ino: int, size: int, mtime: float, nlink: int = 1) -> dict[str, int]:
@@ -177,28 +186,34 @@ class LogFilesystem:
 
     # directories ------------------------------------------------------------------
 
-    def list_dir(self, path: str, start: int = 0) -> Iterator[tuple[str, int, int, int]]:
-        """``(name, mode, inode, next offset)`` of each entry from offset ``start``, ``.`` and ``..`` first.
+    def list_dir(self, path: str, start: int = 0, full: bool = False) -> Iterator[tuple[str, dict[str, int], int]]:
+        """``(name, attributes, next offset)`` of each entry from offset ``start``, ``.`` and ``..`` first.
 
-        Offsets are positions in the directory, stable because entries are only ever
-        added, at the end. While the mount-time listing loads, the iterator waits for
-        the next page instead of ending, so ``ls`` works through a large prefix as it
-        arrives. Inodes must be non-zero: with ``use_ino``, readdir(3) skips inode 0.
+        The attributes hold ``st_mode`` and ``st_ino``, or with ``full`` all of them (for
+        readdirplus, which spares the kernel a lookup per entry; ``.`` and ``..`` keep the
+        short form, as libfuse ignores their attributes). Offsets are positions in the
+        directory, stable because entries are only ever added, at the end. While the
+        mount-time listing loads, the iterator waits for the next page instead of ending,
+        so ``ls`` works through a large prefix as it arrives. Inodes must be non-zero: with
+        ``use_ino``, readdir(3) skips inode 0.
         """
         if path == BOOKMARKS_PATH:
-            listing = [(".", BOOKMARKS_DIR_MODE, BOOKMARKS_INO), ("..", DIR_MODE, 1)]
-            listing += [(n, CURSOR_MODE, self._cursor_ino(n)) for n in self.bookmarks.names()]
-            return ((*entry, position + 1) for position, entry in enumerate(listing) if position >= start)
+            fixed = [(".", _short(BOOKMARKS_DIR_MODE, BOOKMARKS_INO)), ("..", _short(DIR_MODE, 1))]
+            for name in self.bookmarks.names():
+                cursor = f"{BOOKMARKS_PATH}/{name}"
+                fixed.append((name, self.attrs(cursor) if full else _short(CURSOR_MODE, self._cursor_ino(name))))
+            return ((*entry, position + 1) for position, entry in enumerate(fixed) if position >= start)
         node = self._lookup(path)
         if not isinstance(node, DirNode):
             raise NotFound(path)
-        fixed = [(".", DIR_MODE, node.ino), ("..", DIR_MODE, node.parent_ino)]
+        fixed = [(".", _short(DIR_MODE, node.ino)), ("..", _short(DIR_MODE, node.parent_ino))]
         if path == "/":
-            fixed += [("stream", FILE_MODE, STREAM_INO), (".bookmarks", BOOKMARKS_DIR_MODE, BOOKMARKS_INO)]
-        return self._dir_entries(node, fixed, start)
+            fixed.append(("stream", self.attrs(STREAM_PATH) if full else _short(FILE_MODE, STREAM_INO)))
+            fixed.append((".bookmarks", self.attrs(BOOKMARKS_PATH) if full else _short(BOOKMARKS_DIR_MODE, BOOKMARKS_INO)))
+        return self._dir_entries(node, fixed, start, full)
 
-    def _dir_entries(self, node: DirNode, fixed: list[tuple[str, int, int]],
-                     start: int) -> Iterator[tuple[str, int, int, int]]:
+    def _dir_entries(self, node: DirNode, fixed: list[tuple[str, dict[str, int]]], start: int,
+                     full: bool) -> Iterator[tuple[str, dict[str, int], int]]:
         for position in range(start, len(fixed)):
             yield (*fixed[position], position + 1)
         position = max(start, len(fixed))
@@ -208,7 +223,10 @@ class LogFilesystem:
             while position - len(fixed) < len(node.order):  # by index: a call reads only what fits
                 child = node.order[position - len(fixed)]
                 position += 1
-                yield child.name, (FILE_MODE if isinstance(child, FileNode) else DIR_MODE), child.ino, position
+                if full:
+                    yield child.name, self._node_attrs(child), position
+                else:
+                    yield child.name, _short(FILE_MODE if isinstance(child, FileNode) else DIR_MODE, child.ino), position
             if not loading or position > start:  # hand over what there is; an empty answer would mean the end
                 return
             self.catalog.wait_for_more(seen)
@@ -267,16 +285,31 @@ class LogFilesystem:
             handle.line_end = handle.base + offset + newline + 1
         return data
 
+    def flush(self, fh: int) -> None:
+        """close(2) on a cursor file moves its bookmark.
+
+        Here and not only in :meth:`release`: the kernel sends RELEASE after close(2)
+        has returned, so a ``cat`` run right after another could still see the old
+        bookmark. FLUSH is answered before close(2) returns.
+        """
+        handle = self._handles.table.get(fh)
+        if handle is not None:
+            self._move_bookmark(handle)
+
     def release(self, fh: int) -> None:
         handle = self._handles.pop(fh)
         if handle is None:
             return
         if handle.cursor is not None:
             handle.cursor.close()
-            if handle.bookmark is not None and handle.line_end is not None:
-                self.bookmarks.set_offset(handle.bookmark, handle.line_end)
+            self._move_bookmark(handle)
         elif handle.fd >= 0:
             os.close(handle.fd)
+
+    def _move_bookmark(self, handle: Handle) -> None:
+        if handle.bookmark is not None and handle.line_end is not None:
+            self.bookmarks.set_offset(handle.bookmark, handle.line_end)
+            handle.line_end = None
 
     def unlink(self, path: str) -> None:
         if not path.startswith(BOOKMARKS_PATH + "/"):
@@ -328,7 +361,7 @@ class LogFilesystem:
         return values
 
     def xattr(self, path: str, name: str) -> bytes:
-        if not name.startswith(_USER_XATTR):  # ls -l asks every file for security.* and ACLs: answer at once
+        if not name.startswith(USER_XATTR):  # ls -l asks every file for security.* and ACLs: answer at once
             raise NoAttribute(name)
         if path == STREAM_PATH and name.startswith(BOOKMARK_XATTR):
             offset = self.bookmarks.offset(name[len(BOOKMARK_XATTR) :])

@@ -18,12 +18,13 @@ from typing import Any, TypeVar
 import mfusepy as fuse
 
 from .errors import errno_for
-from .filesystem import LogFilesystem
+from .filesystem import USER_XATTR, LogFilesystem
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 _QUIET = {errno.ENOENT, errno.ENODATA, errno.EROFS}
+_SERVED_XATTRS = USER_XATTR.encode()
 
 
 _threads_with_state: set[int] = set()
@@ -62,6 +63,39 @@ def _translated(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+FUSE_READDIR_PLUS = 1 << 0
+"""libfuse 3's readdir flag: the kernel asked for READDIRPLUS."""
+FUSE_FILL_DIR_PLUS = 1 << 1
+"""The filler flag saying an entry's attributes are complete."""
+
+
+class FUSE(fuse.FUSE):
+    """mfusepy's FUSE, answering READDIRPLUS with each entry's attributes.
+
+    mfusepy 3.1 passes only the type and inode number, so the kernel looked every entry
+    up again: ``ls -l`` cost a LOOKUP per file on top of its GETATTR and two GETXATTR.
+    """
+
+    def readdir_fuse_3(self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any, flags: int) -> int:
+        if not flags & FUSE_READDIR_PLUS or path is None:
+            return super().readdir_fuse_3(path, buf, filler, offset, fip, flags)
+        st = fuse.c_stat()
+        entries = self.operations.readdir_plus(path.decode(self.encoding, self.errors), offset, fip.contents.fh)
+        for name, attrs, after in entries:
+            ctypes.memset(ctypes.byref(st), 0, ctypes.sizeof(st))
+            fuse.set_st_attrs(st, attrs, use_ns=True)
+            if filler(buf, name.encode(self.encoding, self.errors), st, after, FUSE_FILL_DIR_PLUS) != 0:
+                break
+        return 0
+
+    def getxattr(self, path: bytes, name: bytes, value: Any, size: int, *args: Any) -> int:
+        """Names outside ``user.`` get ENODATA here: ``ls -l`` asks every file for two."""
+        if not name.startswith(_SERVED_XATTRS):
+            _keep_thread_state()
+            return -errno.ENODATA
+        return super().getxattr(path, name, value, size, *args)
+
+
 def _read_only(*_args: Any, **_kwargs: Any) -> int:
     raise fuse.FuseOSError(errno.EROFS)
 
@@ -89,8 +123,12 @@ class Operations(fuse.Operations):
     @_translated
     def readdir_with_offset(self, path: str, offset: int, fh: int) -> Iterator[tuple[str, dict[str, int], int]]:
         """Entries from ``offset`` on; mfusepy stops pulling when the kernel's buffer is full."""
-        entries = self.view.list_dir(path, offset)
-        return ((name, {"st_mode": mode, "st_ino": ino}, after) for name, mode, ino, after in entries)
+        return self.view.list_dir(path, offset)
+
+    @_translated
+    def readdir_plus(self, path: str, offset: int, fh: int) -> Iterator[tuple[str, dict[str, int], int]]:
+        """As :meth:`readdir_with_offset`, each entry with all its attributes."""
+        return self.view.list_dir(path, offset, full=True)
 
     @_translated
     def open(self, path: str, fi: Any) -> int:
@@ -117,6 +155,11 @@ class Operations(fuse.Operations):
     @_translated
     def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
         return self.view.read(fi.fh, size, offset)
+
+    @_translated
+    def flush(self, path: str, fi: Any) -> int:
+        self.view.flush(fi.fh)
+        return 0
 
     @_translated
     def release(self, path: str, fi: Any) -> int:

@@ -302,3 +302,20 @@ def test_grep_and_less_on_stream(s3: Any, bucket: str, mount_one: Any, tool: str
     else:
         output = run(["less", "-E", "+G", path], env=dict(os.environ, TERM="dumb", LESS="")).stdout
         assert output.endswith(b"after the empty one\n")
+
+
+
+def test_cursor_bookmark_moves_when_the_reader_closes(s3: Any, bucket: str, mount_one: Any) -> None:
+    """close(2) moves the bookmark, even while another descriptor keeps the file open.
+
+    The kernel sends RELEASE only once the last descriptor is gone, and after close(2)
+    has returned; FLUSH comes with every close and is waited for. Here the shell keeps
+    fd 3 open, so only FLUSH can move the bookmark before the second ``cat``.
+    """
+    put_all(s3, bucket, {"c/1.log": b"one\n", "c/2.log": b"two\n"})
+    mount = mount_one(prefix="c/")
+    cursor = mount.path / ".bookmarks" / "reader"
+    run(["touch", str(cursor)])
+    both = run(["sh", "-c", f"exec 3< '{cursor}'; cat <&3; echo ---; cat '{cursor}'"]).stdout
+    assert both == b"one\ntwo\n---\n"
+    assert bookmark(mount, "reader") == len(b"one\ntwo\n")
