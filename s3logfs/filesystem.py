@@ -76,6 +76,8 @@ class Opened:
     fh: int
     direct_io: bool
     keep_cache: bool = False
+    flush_on_close: bool = False
+    """Whether close(2) must reach :meth:`LogFilesystem.flush` (cursor files); other files spare the round trip."""
 
 
 @dataclass
@@ -254,7 +256,7 @@ class LogFilesystem:
         if path.startswith(BOOKMARKS_PATH + "/"):
             name, offset = self._cursor(path)
             handle = Handle(cursor=Cursor(), base=offset, bookmark=name)
-            return Opened(self._handles.add(handle), direct_io=True)
+            return Opened(self._handles.add(handle), direct_io=True, flush_on_close=True)
         node = self._lookup(path)
         if not isinstance(node, FileNode):
             raise NotFound(path)

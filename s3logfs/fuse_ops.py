@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import mfusepy as fuse
 
 from .errors import errno_for
-from .filesystem import USER_XATTR, LogFilesystem
+from .filesystem import USER_XATTR, LogFilesystem, Opened
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,12 @@ class FUSE(fuse.FUSE):
         return super().getxattr(path, name, value, size, *args)
 
 
+def _describe(fi: Any, opened: Opened) -> None:
+    fi.fh, fi.direct_io, fi.keep_cache = opened.fh, opened.direct_io, opened.keep_cache
+    if hasattr(fi, "noflush"):  # libfuse 3.11 and later; older ones flush every file
+        fi.noflush = not opened.flush_on_close
+
+
 def _read_only(*_args: Any, **_kwargs: Any) -> int:
     raise fuse.FuseOSError(errno.EROFS)
 
@@ -132,14 +138,12 @@ class Operations(fuse.Operations):
 
     @_translated
     def open(self, path: str, fi: Any) -> int:
-        opened = self.view.open(path, fi.flags)
-        fi.fh, fi.direct_io, fi.keep_cache = opened.fh, opened.direct_io, opened.keep_cache
+        _describe(fi, self.view.open(path, fi.flags))
         return 0
 
     @_translated
     def create(self, path: str, mode: int, fi: Any) -> int:
-        opened = self.view.create(path)
-        fi.fh, fi.direct_io = opened.fh, opened.direct_io
+        _describe(fi, self.view.create(path))
         return 0
 
     @_translated
