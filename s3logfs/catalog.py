@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from .cache import CachedObject
 from .errors import S3LogFSError
 from .names import FileNode, Tree
-from .objects import UNKNOWN, ObjectFetcher
+from .objects import UNKNOWN, ObjectFetcher, SizeProbe
 from .s3 import ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -254,12 +254,25 @@ class Catalog:
         with lock:
             if not known():
                 info = entry.info
-                probe = self.fetcher.probe_size(info, sniff)
-                with self._lock:  # a read may have made the size exact while the probe ran
-                    if not entry.size_exact and entry.info is info:
-                        entry.size, entry.size_exact, entry.encoding = probe.size, probe.exact, probe.encoding
+                self._note_probe(entry, info, self.fetcher.probe_size(info, sniff))
             assert entry.size is not None
             return entry.size, entry.size_exact
+
+    def local_size(self, entry: Entry) -> tuple[int, bool] | None:
+        """As :meth:`decoded_size`, but None where finding out needs a request to S3."""
+        if entry.size is None:
+            info = entry.info
+            probe = self.fetcher.local_size(info)
+            if probe is None:
+                return None
+            self._note_probe(entry, info, probe)
+        size, exact = entry.size, entry.size_exact
+        return None if size is None else (size, exact)
+
+    def _note_probe(self, entry: Entry, info: ObjectInfo, probe: SizeProbe) -> None:
+        with self._lock:  # a read may have made the size exact while the probe ran
+            if not entry.size_exact and entry.info is info:
+                entry.size, entry.size_exact, entry.encoding = probe.size, probe.exact, probe.encoding
 
     def start(self) -> None:
         """Start the poller thread (after daemonizing: never before a fork)."""

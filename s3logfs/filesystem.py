@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 from .bookmarks import StreamBookmarks
 from .catalog import Catalog, Entry
@@ -50,6 +51,16 @@ large FUSE read costs far less than eight small ones."""
 _DIR_BLKSIZE = 4096
 """A directory's st_blksize. glibc sizes readdir's buffer by it (32 KiB to 1 MiB): with 1 MiB,
 ``ls`` got nothing until 5,000 names were listed, instead of working through each page."""
+
+
+class DirEntry(NamedTuple):
+    """One entry of a directory listing."""
+
+    name: str
+    attrs: dict[str, int]
+    next_offset: int
+    complete: bool = False
+    """Whether ``attrs`` hold all that ``stat`` would say, not only the type and inode number."""
 
 
 def _short(mode: int, ino: int) -> dict[str, int]:
@@ -90,6 +101,7 @@ class Handle:
     base: int = 0
     bookmark: str | None = None
     line_end: int | None = None  # stream offset just past the last newline read()
+    committed: int | None = None  # the line_end last written to the bookmark
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,9 @@ class _Handles:
             self.next_fh += 1
             self.table[fh] = handle
             return fh
+
+    def get(self, fh: int) -> Handle | None:
+        return self.table.get(fh)
 
     def pop(self, fh: int) -> Handle | None:
         with self.lock:
@@ -188,36 +203,35 @@ class LogFilesystem:
 
     # directories ------------------------------------------------------------------
 
-    def list_dir(self, path: str, start: int = 0, full: bool = False) -> Iterator[tuple[str, dict[str, int], int]]:
-        """``(name, attributes, next offset)`` of each entry from offset ``start``, ``.`` and ``..`` first.
+    def list_dir(self, path: str, start: int = 0, full: bool = False) -> Iterator[DirEntry]:
+        """The entries from offset ``start`` on, ``.`` and ``..`` first.
 
-        The attributes hold ``st_mode`` and ``st_ino``, or with ``full`` all of them (for
-        readdirplus, which spares the kernel a lookup per entry; ``.`` and ``..`` keep the
-        short form, as libfuse ignores their attributes). Offsets are positions in the
-        directory, stable because entries are only ever added, at the end. While the
-        mount-time listing loads, the iterator waits for the next page instead of ending,
-        so ``ls`` works through a large prefix as it arrives. Inodes must be non-zero: with
-        ``use_ino``, readdir(3) skips inode 0.
+        With ``full`` (for readdirplus, which spares the kernel a lookup per entry), a
+        child's attributes are complete where that costs no wait and no request; ``stream``
+        and cursor files keep the short form, as their size waits for the listing. Offsets
+        are positions in the directory, stable because entries are only ever added, at the
+        end. While the mount-time listing loads, the iterator waits for the next page
+        instead of ending, so ``ls`` works through a large prefix as it arrives. Inodes
+        must be non-zero: with ``use_ino``, readdir(3) skips inode 0.
         """
         if path == BOOKMARKS_PATH:
-            fixed = [(".", _short(BOOKMARKS_DIR_MODE, BOOKMARKS_INO)), ("..", _short(DIR_MODE, 1))]
-            for name in self.bookmarks.names():
-                cursor = f"{BOOKMARKS_PATH}/{name}"
-                fixed.append((name, self.attrs(cursor) if full else _short(CURSOR_MODE, self._cursor_ino(name))))
-            return ((*entry, position + 1) for position, entry in enumerate(fixed) if position >= start)
+            fixed = [(".", BOOKMARKS_DIR_MODE, BOOKMARKS_INO), ("..", DIR_MODE, 1)]
+            fixed += [(name, CURSOR_MODE, self._cursor_ino(name)) for name in self.bookmarks.names()]
+            return (DirEntry(name, _short(mode, ino), position + 1)
+                    for position, (name, mode, ino) in enumerate(fixed) if position >= start)
         node = self._lookup(path)
         if not isinstance(node, DirNode):
             raise NotFound(path)
-        fixed = [(".", _short(DIR_MODE, node.ino)), ("..", _short(DIR_MODE, node.parent_ino))]
+        fixed = [(".", DIR_MODE, node.ino), ("..", DIR_MODE, node.parent_ino)]
         if path == "/":
-            fixed.append(("stream", self.attrs(STREAM_PATH) if full else _short(FILE_MODE, STREAM_INO)))
-            fixed.append((".bookmarks", self.attrs(BOOKMARKS_PATH) if full else _short(BOOKMARKS_DIR_MODE, BOOKMARKS_INO)))
+            fixed += [("stream", FILE_MODE, STREAM_INO), (".bookmarks", BOOKMARKS_DIR_MODE, BOOKMARKS_INO)]
         return self._dir_entries(node, fixed, start, full)
 
-    def _dir_entries(self, node: DirNode, fixed: list[tuple[str, dict[str, int]]], start: int,
-                     full: bool) -> Iterator[tuple[str, dict[str, int], int]]:
+    def _dir_entries(self, node: DirNode, fixed: list[tuple[str, int, int]], start: int,
+                     full: bool) -> Iterator[DirEntry]:
         for position in range(start, len(fixed)):
-            yield (*fixed[position], position + 1)
+            name, mode, ino = fixed[position]
+            yield DirEntry(name, _short(mode, ino), position + 1)
         position = max(start, len(fixed))
         while True:
             loading = not self.catalog.loaded.is_set()
@@ -225,13 +239,23 @@ class LogFilesystem:
             while position - len(fixed) < len(node.order):  # by index: a call reads only what fits
                 child = node.order[position - len(fixed)]
                 position += 1
-                if full:
-                    yield child.name, self._node_attrs(child), position
-                else:
-                    yield child.name, _short(FILE_MODE if isinstance(child, FileNode) else DIR_MODE, child.ino), position
+                yield self._child_entry(child, position, full)
             if not loading or position > start:  # hand over what there is; an empty answer would mean the end
                 return
             self.catalog.wait_for_more(seen)
+
+    def _child_entry(self, child: DirNode | FileNode, next_offset: int, full: bool) -> DirEntry:
+        if isinstance(child, DirNode):
+            if full:
+                return DirEntry(child.name, self._node_attrs(child), next_offset, complete=True)
+            return DirEntry(child.name, _short(DIR_MODE, child.ino), next_offset)
+        if full:
+            entry = self.catalog.by_key[child.key]
+            sized = self.catalog.local_size(entry)
+            if sized is not None:
+                attrs = self._stat(FILE_MODE, child.ino, sized[0], entry.info.last_modified)
+                return DirEntry(child.name, attrs, next_offset, complete=True)
+        return DirEntry(child.name, _short(FILE_MODE, child.ino), next_offset)
 
     def _lookup(self, path: str) -> DirNode | FileNode | None:
         """The node at ``path``; a path not listed yet is looked up again once the listing is in.
@@ -294,7 +318,7 @@ class LogFilesystem:
         has returned, so a ``cat`` run right after another could still see the old
         bookmark. FLUSH is answered before close(2) returns.
         """
-        handle = self._handles.table.get(fh)
+        handle = self._handles.get(fh)
         if handle is not None:
             self._move_bookmark(handle)
 
@@ -309,9 +333,14 @@ class LogFilesystem:
             os.close(handle.fd)
 
     def _move_bookmark(self, handle: Handle) -> None:
-        if handle.bookmark is not None and handle.line_end is not None:
-            self.bookmarks.set_offset(handle.bookmark, handle.line_end)
-            handle.line_end = None
+        """Write what this handle has read since its last write, and only that.
+
+        A bookmark set by hand after a close is not undone by the handle's release.
+        """
+        line_end = handle.line_end
+        if handle.bookmark is not None and line_end is not None and line_end != handle.committed:
+            self.bookmarks.set_offset(handle.bookmark, line_end)
+            handle.committed = line_end
 
     def unlink(self, path: str) -> None:
         if not path.startswith(BOOKMARKS_PATH + "/"):
@@ -363,7 +392,7 @@ class LogFilesystem:
         return values
 
     def xattr(self, path: str, name: str) -> bytes:
-        if not name.startswith(USER_XATTR):  # ls -l asks every file for security.* and ACLs: answer at once
+        if not name.startswith(USER_XATTR):
             raise NoAttribute(name)
         if path == STREAM_PATH and name.startswith(BOOKMARK_XATTR):
             offset = self.bookmarks.offset(name[len(BOOKMARK_XATTR) :])

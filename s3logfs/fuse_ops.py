@@ -18,13 +18,13 @@ from typing import Any, TypeVar
 import mfusepy as fuse
 
 from .errors import errno_for
-from .filesystem import USER_XATTR, LogFilesystem, Opened
+from .filesystem import USER_XATTR, DirEntry, LogFilesystem, Opened
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 _QUIET = {errno.ENOENT, errno.ENODATA, errno.EROFS}
-_SERVED_XATTRS = USER_XATTR.encode()
+_SERVED_XATTR_PREFIX = USER_XATTR.encode()
 
 
 _threads_with_state: set[int] = set()
@@ -69,11 +69,12 @@ FUSE_FILL_DIR_PLUS = 1 << 1
 """The filler flag saying an entry's attributes are complete."""
 
 
-class FUSE(fuse.FUSE):
+class ReaddirPlusFUSE(fuse.FUSE):
     """mfusepy's FUSE, answering READDIRPLUS with each entry's attributes.
 
     mfusepy 3.1 passes only the type and inode number, so the kernel looked every entry
     up again: ``ls -l`` cost a LOOKUP per file on top of its GETATTR and two GETXATTR.
+    libfuse 2 has no READDIRPLUS; the GETXATTR shortcut serves both.
     """
 
     def readdir_fuse_3(self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any, flags: int) -> int:
@@ -81,24 +82,27 @@ class FUSE(fuse.FUSE):
             return super().readdir_fuse_3(path, buf, filler, offset, fip, flags)
         st = fuse.c_stat()
         entries = self.operations.readdir_plus(path.decode(self.encoding, self.errors), offset, fip.contents.fh)
-        for name, attrs, after in entries:
+        for entry in entries:
             ctypes.memset(ctypes.byref(st), 0, ctypes.sizeof(st))
-            fuse.set_st_attrs(st, attrs, use_ns=True)
-            if filler(buf, name.encode(self.encoding, self.errors), st, after, FUSE_FILL_DIR_PLUS) != 0:
+            fuse.set_st_attrs(st, entry.attrs, use_ns=self.use_ns)
+            # libfuse 3.14 counts a lookup of a complete entry before it knows the entry fits, so
+            # each full buffer leaves one node it never frees: a few bytes per reply, in C.
+            fill_flags = FUSE_FILL_DIR_PLUS if entry.complete else 0
+            if filler(buf, entry.name.encode(self.encoding, self.errors), st, entry.next_offset, fill_flags) != 0:
                 break
         return 0
 
     def getxattr(self, path: bytes, name: bytes, value: Any, size: int, *args: Any) -> int:
         """Names outside ``user.`` get ENODATA here: ``ls -l`` asks every file for two."""
-        if not name.startswith(_SERVED_XATTRS):
+        if not name.startswith(_SERVED_XATTR_PREFIX):
             _keep_thread_state()
             return -errno.ENODATA
         return super().getxattr(path, name, value, size, *args)
 
 
-def _describe(fi: Any, opened: Opened) -> None:
+def _set_open_flags(fi: Any, opened: Opened) -> None:
     fi.fh, fi.direct_io, fi.keep_cache = opened.fh, opened.direct_io, opened.keep_cache
-    if hasattr(fi, "noflush"):  # libfuse 3.11 and later; older ones flush every file
+    if hasattr(fi, "noflush"):  # libfuse 3.11 and later; before, the kernel sends FLUSH on every close
         fi.noflush = not opened.flush_on_close
 
 
@@ -129,21 +133,21 @@ class Operations(fuse.Operations):
     @_translated
     def readdir_with_offset(self, path: str, offset: int, fh: int) -> Iterator[tuple[str, dict[str, int], int]]:
         """Entries from ``offset`` on; mfusepy stops pulling when the kernel's buffer is full."""
-        return self.view.list_dir(path, offset)
+        return ((entry.name, entry.attrs, entry.next_offset) for entry in self.view.list_dir(path, offset))
 
     @_translated
-    def readdir_plus(self, path: str, offset: int, fh: int) -> Iterator[tuple[str, dict[str, int], int]]:
-        """As :meth:`readdir_with_offset`, each entry with all its attributes."""
+    def readdir_plus(self, path: str, offset: int, fh: int) -> Iterator[DirEntry]:
+        """As :meth:`readdir_with_offset`, with complete attributes where the view has them."""
         return self.view.list_dir(path, offset, full=True)
 
     @_translated
     def open(self, path: str, fi: Any) -> int:
-        _describe(fi, self.view.open(path, fi.flags))
+        _set_open_flags(fi, self.view.open(path, fi.flags))
         return 0
 
     @_translated
     def create(self, path: str, mode: int, fi: Any) -> int:
-        _describe(fi, self.view.create(path))
+        _set_open_flags(fi, self.view.create(path))
         return 0
 
     @_translated

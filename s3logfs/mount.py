@@ -243,7 +243,7 @@ def run_daemon(options: MountOptions, client: S3Client | None, detach_stderr: bo
     The mount answers once the first listing page is in (the access check's, reused);
     the rest of the listing streams into the tree from a thread started in ``init``.
     """
-    from .fuse_ops import FUSE, Operations  # imports mfusepy, which needs libfuse
+    from .fuse_ops import Operations, ReaddirPlusFUSE  # imports mfusepy, which needs libfuse
 
     _keep_freed_memory()
     engine = build_engine(options, client)
@@ -274,7 +274,7 @@ def run_daemon(options: MountOptions, client: S3Client | None, detach_stderr: bo
         engine.close()
 
     operations = Operations(view, on_init, on_destroy)
-    FUSE(
+    ReaddirPlusFUSE(
         operations,
         str(options.mountpoint),
         raw_fi=True,

@@ -102,13 +102,9 @@ class ObjectFetcher:
         any other object is taken as plain at its stored size, unconfirmed. With ``sniff``,
         the first two bytes decide, whatever the name.
         """
-        hit = self.cached(info)
-        if hit is not None:
-            return SizeProbe(hit.size, True, hit.encoding)
-        if info.size < 2 or not self.decode:
-            return SizeProbe(info.size, True, PLAIN)
-        if not sniff and not looks_gzip_named(info.key):
-            return SizeProbe(info.size, False, UNKNOWN)
+        local = self.local_size(info, sniff)
+        if local is not None:
+            return local
         if sniff and detect(self.client.get_range(info.key, "0-1", info.etag or None)) != GZIP:
             return SizeProbe(info.size, True, PLAIN)
         if info.size < 18:  # smaller than an empty gzip member: corrupt, reading will say so
@@ -117,6 +113,18 @@ class ObjectFetcher:
         if isize > MAX_INFLATE_RATIO * info.size:  # no gzip inflates that much: a plain file named .gz
             return SizeProbe(info.size, False, UNKNOWN)
         return SizeProbe(isize, False, GZIP)
+
+
+    def local_size(self, info: ObjectInfo, sniff: bool = False) -> SizeProbe | None:
+        """What :meth:`probe_size` says without a request (from the cache or the listing), or None."""
+        hit = self.cached(info)
+        if hit is not None:
+            return SizeProbe(hit.size, True, hit.encoding)
+        if info.size < 2 or not self.decode:
+            return SizeProbe(info.size, True, PLAIN)
+        if not sniff and not looks_gzip_named(info.key):
+            return SizeProbe(info.size, False, UNKNOWN)
+        return None
 
 
 MAX_INFLATE_RATIO = 1032

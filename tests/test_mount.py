@@ -166,6 +166,37 @@ def test_xattrs_on_file_and_root(s3: Any, bucket: str, mount_one: Any) -> None:
     assert counters["gets"] >= 1 and counters["lists"] >= 1 and counters["cache_misses"] >= 1
 
 
+def test_ls_l_shows_every_kind_of_entry(s3: Any, bucket: str, mount_one: Any) -> None:
+    """``ls -laR`` over every kind of entry, the first listing of each directory through READDIRPLUS.
+
+    The kernel builds each inode from the entry's type there, and a wrong one makes stat
+    fail with EIO; sizes come from GETATTR (``attr_timeout=0``) and must be the content's.
+    """
+    put_all(s3, bucket, {**CONTENTS, "logs/sub/deeper.log": b"deep\n"})
+    mount = mount_one("--poll-interval", "0", prefix="logs/")
+    run(["touch", str(mount.path / ".bookmarks" / "reader")])
+    listed = run(["ls", "-laR", "--time-style=+%s", str(mount.path)], text=True).stdout
+    rows: dict[Path, tuple[str, int]] = {}
+    directory = mount.path
+    for line in listed.splitlines():
+        if line.endswith(":"):
+            directory = Path(line[:-1])
+            continue
+        fields = line.split(None, 6)
+        if len(fields) == 7 and fields[6] not in (".", ".."):  # not "total N" or a blank line
+            rows[directory / fields[6]] = (fields[0][0], int(fields[4]))
+    files = {"plain.log": 22, "single.log": 42, "empty.log": 0, "sub/deeper.log": 5}
+    growing = {"stream", "multi", ".bookmarks/reader"}  # sizes that change as the mount reads
+    directories = {".bookmarks", "sub"}
+    assert set(rows) == {mount.path / name for name in [*files, *growing, *directories]}
+    for name, size in files.items():
+        assert rows[mount.path / name] == ("-", size) == ("-", len(cat(mount.path / name))), name
+    for name in growing:
+        assert rows[mount.path / name][0] == "-", name
+    for name in directories:
+        assert rows[mount.path / name][0] == "d", name
+
+
 HOSTILE = {
     "h/a/../b": b"dot dot\n",
     "h/./x": b"dot\n",

@@ -304,7 +304,6 @@ def test_grep_and_less_on_stream(s3: Any, bucket: str, mount_one: Any, tool: str
         assert output.endswith(b"after the empty one\n")
 
 
-
 def test_cursor_bookmark_moves_when_the_reader_closes(s3: Any, bucket: str, mount_one: Any) -> None:
     """close(2) moves the bookmark, even while another descriptor keeps the file open.
 
