@@ -48,6 +48,8 @@ _STATS_XATTR = "user.s3logfs.stats"
 _BLKSIZE = 1 << 20
 """The preferred I/O size reported in st_blksize: cat and stdio size their reads by it, and one
 large FUSE read costs far less than eight small ones."""
+_AFTER_LAST = 1 << 62
+"""The directory offset after an entry listed last: past any position a child can have."""
 _DIR_BLKSIZE = 4096
 """A directory's st_blksize. glibc sizes readdir's buffer by it (32 KiB to 1 MiB): with 1 MiB,
 ``ls`` got nothing until 5,000 names were listed, instead of working through each page."""
@@ -208,7 +210,8 @@ class LogFilesystem:
 
         With ``full`` (for readdirplus, which spares the kernel a lookup per entry), a
         child's attributes are complete where that costs no wait and no request; ``stream``
-        and cursor files keep the short form, as their size waits for the listing. Offsets
+        (listed last in the root) and cursor files keep the short form, as their size waits
+        for the listing. Offsets
         are positions in the directory, stable because entries are only ever added, at the
         end. While the mount-time listing loads, the iterator waits for the next page
         instead of ending, so ``ls`` works through a large prefix as it arrives. Inodes
@@ -223,12 +226,21 @@ class LogFilesystem:
         if not isinstance(node, DirNode):
             raise NotFound(path)
         fixed = [(".", DIR_MODE, node.ino), ("..", DIR_MODE, node.parent_ino)]
-        if path == "/":
-            fixed += [("stream", FILE_MODE, STREAM_INO), (".bookmarks", BOOKMARKS_DIR_MODE, BOOKMARKS_INO)]
-        return self._dir_entries(node, fixed, start, full)
+        if path != "/":
+            return self._dir_entries(node, fixed, start, full)
+        fixed.append((".bookmarks", BOOKMARKS_DIR_MODE, BOOKMARKS_INO))
+        return self._dir_entries(node, fixed, start, full, last=("stream", FILE_MODE, STREAM_INO))
 
-    def _dir_entries(self, node: DirNode, fixed: list[tuple[str, int, int]], start: int,
-                     full: bool) -> Iterator[DirEntry]:
+    def _dir_entries(self, node: DirNode, fixed: list[tuple[str, int, int]], start: int, full: bool,
+                     last: tuple[str, int, int] | None = None) -> Iterator[DirEntry]:
+        """``fixed``, the children as they are listed, then ``last`` once the listing is in.
+
+        The root lists ``stream`` last: ``ls -l`` stats each entry as it reads it, and the
+        size of ``stream`` waits for the whole listing, so listed first it kept ``ls -l``
+        from working through the keys while the listing loads.
+        """
+        if start >= _AFTER_LAST:
+            return
         for position in range(start, len(fixed)):
             name, mode, ino = fixed[position]
             yield DirEntry(name, _short(mode, ino), position + 1)
@@ -240,7 +252,11 @@ class LogFilesystem:
                 child = node.order[position - len(fixed)]
                 position += 1
                 yield self._child_entry(child, position, full)
-            if not loading or position > start:  # hand over what there is; an empty answer would mean the end
+            if not loading:
+                if last is not None:
+                    yield DirEntry(last[0], _short(last[1], last[2]), _AFTER_LAST)
+                return
+            if position > start:  # hand over what there is; an empty answer would mean the end
                 return
             self.catalog.wait_for_more(seen)
 
