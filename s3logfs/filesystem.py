@@ -90,7 +90,8 @@ class Opened:
     direct_io: bool
     keep_cache: bool = False
     flush_on_close: bool = False
-    """Whether close(2) must reach :meth:`LogFilesystem.flush` (cursor files); other files spare the round trip."""
+    """Whether close(2) must reach :meth:`LogFilesystem.flush` (cursor files do); the others
+    spare the kernel that round trip."""
 
 
 @dataclass
@@ -211,11 +212,10 @@ class LogFilesystem:
         With ``full`` (for readdirplus, which spares the kernel a lookup per entry), a
         child's attributes are complete where that costs no wait and no request; ``stream``
         (listed last in the root) and cursor files keep the short form, as their size waits
-        for the listing. Offsets
-        are positions in the directory, stable because entries are only ever added, at the
-        end. While the mount-time listing loads, the iterator waits for the next page
-        instead of ending, so ``ls`` works through a large prefix as it arrives. Inodes
-        must be non-zero: with ``use_ino``, readdir(3) skips inode 0.
+        for the listing. Offsets are positions in the directory, stable because entries are
+        only ever added, at the end. While the mount-time listing loads, the iterator waits
+        for the next page instead of ending, so ``ls`` works through a large prefix as it
+        arrives. Inodes must be non-zero: with ``use_ino``, readdir(3) skips inode 0.
         """
         if path == BOOKMARKS_PATH:
             fixed = [(".", BOOKMARKS_DIR_MODE, BOOKMARKS_INO), ("..", DIR_MODE, 1)]
