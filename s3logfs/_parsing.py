@@ -126,10 +126,10 @@ def skip_second_listing_parse(events: Any) -> None:
         return
 
     def check(operation_model: Any, response_dict: dict[str, Any], **kwargs: Any) -> None:
-        if operation_model.name != "ListObjectsV2":
+        whole_listing = (operation_model.name == "ListObjectsV2" and response_dict
+                         and response_dict["body"].rstrip().endswith(LIST_V2_END))
+        if not whole_listing:
             botocore_check(operation_model=operation_model, response_dict=response_dict, **kwargs)
-        elif not (response_dict and response_dict["body"].rstrip().endswith(LIST_V2_END)):
-            botocore_check(operation_model=operation_model, response_dict=response_dict, **kwargs)  # let it decide
 
     events.unregister("before-parse.s3.*", botocore_check)
     events.register_first("before-parse.s3.*", check)

@@ -32,7 +32,7 @@ from .s3 import ObjectInfo
 log = logging.getLogger(__name__)
 
 _LISTING_PAGE = 1000
-"""Keys per batch while the mount-time listing streams into the tree: S3's page size."""
+"""Keys per page of a listing (S3's default): how many pages a full listing costs."""
 _STOP_CHECK_SECONDS = 0.2
 _MAX_FOLDERS_PER_POLL = 16
 """Above this many top-level folders, an incremental poll is one listing after the greatest key."""
@@ -126,19 +126,14 @@ class Catalog:
                     self._grew.notify_all()
 
     def _add_pages(self) -> None:
-        page: list[ObjectInfo] = []
-        listing = self.fetcher.client.list_objects(self.prefix)
+        pages = self.fetcher.client.list_pages(self.prefix)
         try:
-            for info in listing:
-                page.append(info)
-                if len(page) == _LISTING_PAGE:
-                    self._add(page, notify=False)
-                    page = []
-                    if self._stop.is_set():  # unmounted while listing
-                        return
+            for page in pages:
+                self._add(page, notify=False)
+                if self._stop.is_set():  # unmounted while listing
+                    return
         finally:
-            listing.close()
-            self._add(page, notify=False)
+            pages.close()
 
     def wait_for_more(self, seen: int) -> None:
         """Block until the catalog holds more than ``seen`` entries, or the listing is in."""
@@ -258,16 +253,15 @@ class Catalog:
             assert entry.size is not None
             return entry.size, entry.size_exact
 
-    def local_size(self, entry: Entry) -> tuple[int, bool] | None:
-        """As :meth:`decoded_size`, but None where finding out needs a request to S3."""
+    def local_size(self, entry: Entry) -> int | None:
+        """The size :meth:`decoded_size` gives, or None where finding it out needs a request to S3."""
         if entry.size is None:
             info = entry.info
             probe = self.fetcher.local_size(info)
             if probe is None:
                 return None
             self._note_probe(entry, info, probe)
-        size, exact = entry.size, entry.size_exact
-        return None if size is None else (size, exact)
+        return entry.size
 
     def _note_probe(self, entry: Entry, info: ObjectInfo, probe: SizeProbe) -> None:
         with self._lock:  # a read may have made the size exact while the probe ran

@@ -70,6 +70,13 @@ def _short(mode: int, ino: int) -> dict[str, int]:
     return {"st_mode": mode, "st_ino": ino}
 
 
+def _fixed_entries(fixed: list[tuple[str, int, int]], start: int) -> Iterator[DirEntry]:
+    """Entries known up front, ``(name, mode, inode)`` each, from position ``start`` on."""
+    for position in range(start, len(fixed)):
+        name, mode, ino = fixed[position]
+        yield DirEntry(name, _short(mode, ino), position + 1)
+
+
 class NotFound(S3LogFSError):
     errno = errno.ENOENT
 
@@ -174,9 +181,12 @@ class LogFilesystem:
         if isinstance(node, FileNode):
             entry = self.catalog.by_key[node.key]
             size, _ = self.catalog.decoded_size(entry)
-            return self._stat(FILE_MODE, node.ino, size, entry.info.last_modified)
+            return self._file_attrs(node, entry, size)
         mtime = self.catalog.mtime if is_root else node.mtime
         return self._stat(DIR_MODE, node.ino, 0, mtime or self.started, nlink=2)
+
+    def _file_attrs(self, node: FileNode, entry: Entry, size: int) -> dict[str, int]:
+        return self._stat(FILE_MODE, node.ino, size, entry.info.last_modified)
 
     def _stat(self, mode: int, ino: int, size: int, mtime: float, nlink: int = 1) -> dict[str, int]:
         mtime_ns = int(mtime * _NS)
@@ -220,8 +230,7 @@ class LogFilesystem:
         if path == BOOKMARKS_PATH:
             fixed = [(".", BOOKMARKS_DIR_MODE, BOOKMARKS_INO), ("..", DIR_MODE, 1)]
             fixed += [(name, CURSOR_MODE, self._cursor_ino(name)) for name in self.bookmarks.names()]
-            return (DirEntry(name, _short(mode, ino), position + 1)
-                    for position, (name, mode, ino) in enumerate(fixed) if position >= start)
+            return _fixed_entries(fixed, start)
         node = self._lookup(path)
         if not isinstance(node, DirNode):
             raise NotFound(path)
@@ -241,9 +250,7 @@ class LogFilesystem:
         """
         if start >= _AFTER_LAST:
             return
-        for position in range(start, len(fixed)):
-            name, mode, ino = fixed[position]
-            yield DirEntry(name, _short(mode, ino), position + 1)
+        yield from _fixed_entries(fixed, start)
         position = max(start, len(fixed))
         while True:
             loading = not self.catalog.loaded.is_set()
@@ -267,10 +274,9 @@ class LogFilesystem:
             return DirEntry(child.name, _short(DIR_MODE, child.ino), next_offset)
         if full:
             entry = self.catalog.by_key[child.key]
-            sized = self.catalog.local_size(entry)
-            if sized is not None:
-                attrs = self._stat(FILE_MODE, child.ino, sized[0], entry.info.last_modified)
-                return DirEntry(child.name, attrs, next_offset, complete=True)
+            size = self.catalog.local_size(entry)
+            if size is not None:
+                return DirEntry(child.name, self._file_attrs(child, entry, size), next_offset, complete=True)
         return DirEntry(child.name, _short(FILE_MODE, child.ino), next_offset)
 
     def _lookup(self, path: str) -> DirNode | FileNode | None:

@@ -114,7 +114,6 @@ class ObjectFetcher:
             return SizeProbe(info.size, False, UNKNOWN)
         return SizeProbe(isize, False, GZIP)
 
-
     def local_size(self, info: ObjectInfo, sniff: bool = False) -> SizeProbe | None:
         """What :meth:`probe_size` says without a request (from the cache or the listing), or None."""
         hit = self.cached(info)

@@ -131,6 +131,16 @@ def parse_source(source: str) -> tuple[str, str]:
     return bucket, prefix
 
 
+def _object_info(item: dict[str, Any]) -> ObjectInfo:
+    """One ``Contents`` item of a parsed listing."""
+    return ObjectInfo(
+        key=item["Key"],
+        size=int(item["Size"]),
+        etag=item.get("ETag", "").strip('"'),
+        last_modified=item["LastModified"].timestamp(),
+    )
+
+
 def _error_code(error: botocore.exceptions.ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
@@ -212,7 +222,12 @@ class S3Client:
         self._checked_page = (prefix, self._list_page({"Prefix": prefix}))
 
     def list_objects(self, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]:
-        """Every object under ``prefix``, in key order, after ``start_after`` if given.
+        """Every object under ``prefix``, in key order, after ``start_after`` if given."""
+        for page in self.list_pages(prefix, start_after):
+            yield from page
+
+    def list_pages(self, prefix: str, start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
+        """As :meth:`list_objects`, a page at a time.
 
         The next page is requested as soon as a page arrives, so the server works on it
         while the caller takes in this one.
@@ -223,29 +238,23 @@ class S3Client:
         page = None
         if not start_after and self._checked_page is not None and self._checked_page[0] == prefix:
             page, self._checked_page = self._checked_page[1], None
-        requester = ThreadPoolExecutor(1, thread_name_prefix="s3logfs-list")
+        if page is None:
+            page = self._list_page(params)
+        requester: ThreadPoolExecutor | None = None  # only for listings of more than a page
         try:
-            pending = requester.submit(self._list_page, params) if page is None else None
             while True:
-                if page is None:
-                    assert pending is not None
-                    page = pending.result()
                 token = page.get("NextContinuationToken")
-                more = bool(page.get("IsTruncated") and token)
-                if more:
+                pending = None
+                if page.get("IsTruncated") and token:
+                    requester = requester or ThreadPoolExecutor(1, thread_name_prefix="s3logfs-list")
                     pending = requester.submit(self._list_page, {"Prefix": prefix, "ContinuationToken": token})
-                for item in page.get("Contents", ()):
-                    yield ObjectInfo(
-                        key=item["Key"],
-                        size=int(item["Size"]),
-                        etag=item.get("ETag", "").strip('"'),
-                        last_modified=item["LastModified"].timestamp(),
-                    )
-                if not more:
+                yield [_object_info(item) for item in page.get("Contents", ())]
+                if pending is None:
                     return
-                page = None
+                page = pending.result()
         finally:
-            requester.shutdown(wait=False, cancel_futures=True)
+            if requester is not None:
+                requester.shutdown(wait=False, cancel_futures=True)
 
     def _list_page(self, params: dict[str, Any]) -> Any:
         self.stats.add(lists=1)

@@ -34,7 +34,6 @@ def slow_listing(server: LocalS3Server) -> Iterator[None]:
     server.middleware.latency = 0.3  # each page takes a while: ls meets the listing half way
     yield
     server.middleware.latency = 0.0
-    server.middleware.faults.clear()
 
 
 def boto3_names(server: LocalS3Server, bucket: str, prefix: str) -> list[str]:
@@ -73,11 +72,11 @@ def test_stat_of_a_key_from_a_later_page_waits_for_it(
 
 
 def test_a_listing_that_breaks_keeps_the_mount_and_the_poller_lists_on(
-    server: LocalS3Server, paged_bucket: str, mount_factory: Any, slow_listing: None
+    server: LocalS3Server, paged_bucket: str, mount_factory: Any, slow_listing: None, faults: list[Fault]
 ) -> None:
     server.middleware.latency = 0.0
     fault = Fault(count=12, kind="list", status=500, skip=1)  # the access check's page passes; page 2 fails
-    server.middleware.faults.append(fault)  # 12: more than every retry of the mount's listing
+    faults.append(fault)  # 12: more than every retry of the mount's listing
     mount = mount_factory(paged_bucket, "logs/", "--poll-interval", "1")
     wait_for(lambda: "listing stopped after 1000 objects" in mount.log(), timeout=60)
     assert run(["stat", "-c", "%s", str(mount.path / "stream")]).stdout.strip()  # the stream answers
