@@ -17,6 +17,11 @@ or mismatched file is ever served, and no lock is needed between processes.
 Eviction: an entry goes after ``max_age_hours`` without access (the record's mtime is
 touched on use), and the least recently used entries go while the total exceeds
 ``max_bytes``.
+
+In memory, a bounded LRU keeps the paths of recent keys: a cached ``cat stream`` over
+10,000 small objects looks one up per object, and a SHA-256 and two paths per lookup
+showed in its profile. The entries themselves are read from disk on every lookup, since
+other processes may replace or evict them.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from cachetools import LRUCache
+
 log = logging.getLogger(__name__)
 
 META_SUFFIX = ".meta"
@@ -46,6 +53,10 @@ _STALE_TMP_AGE = 3600.0
 """A temp file this old belongs to a dead writer."""
 _ANONYMOUS_TEMP = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 """Whether temp files can be anonymous: Linux's O_TMPFILE, named later through /proc."""
+_RECORD_READ = 16384
+"""Bytes per read of a record: a record holds a key of at most 1 KiB, so one read does."""
+_REMEMBERED_PATHS = 8192
+"""Paths kept in memory: a few hundred bytes each."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,8 @@ class CachedObject:
     size: int
     etag: str
     encoding: str
+    ends_with_newline: bool
+    """Whether the content's last byte is a newline (False when it is empty)."""
 
 
 def default_cache_dir() -> Path:
@@ -79,6 +92,8 @@ class DiskCache:
         self.max_bytes = max_bytes
         _make_private_dir(self.root)
         self._lock = threading.Lock()
+        self._known_paths: LRUCache[tuple[str, str], tuple[Path, Path]] = LRUCache(maxsize=_REMEMBERED_PATHS)
+        self._paths_lock = threading.Lock()
 
     @classmethod
     def open(cls, root: Path, max_age_hours: float, max_bytes: int | None) -> DiskCache:
@@ -93,30 +108,45 @@ class DiskCache:
 
     def lookup(self, bucket: str, key: str, etag: str) -> CachedObject | None:
         """The cached content of ``key`` at ``etag``, or None."""
-        path = self.path_for(bucket, key)
-        meta_path = path.with_name(path.name + META_SUFFIX)
+        path, meta_path = self._paths(bucket, key)
         try:
-            meta = json.loads(meta_path.read_bytes())
+            meta = json.loads(_read_small_file(meta_path))
             stat = path.stat()
+            meta_mtime = meta_path.stat().st_mtime
         except (OSError, ValueError):
             return None
         if meta.get("etag") != etag or meta.get("ino") != stat.st_ino or meta.get("size") != stat.st_size:
             return None
-        if time.time() - meta_path.stat().st_mtime > _TOUCH_EVERY:
+        if time.time() - meta_mtime > _TOUCH_EVERY:
             with contextlib.suppress(OSError):
                 os.utime(meta_path)
-        return CachedObject(path, stat.st_size, etag, meta.get("encoding", "plain"))
+        ends_with_newline = meta.get("ends_with_newline")
+        if ends_with_newline is None:  # a record written before the field existed
+            ends_with_newline = _last_byte(path, stat.st_size) == b"\n"
+        return CachedObject(path, stat.st_size, etag, meta.get("encoding", "plain"), ends_with_newline)
+
+    def _paths(self, bucket: str, key: str) -> tuple[Path, Path]:
+        """The content and record paths of ``key``."""
+        with self._paths_lock:
+            paths = self._known_paths.get((bucket, key))
+        if paths is None:
+            path = self.path_for(bucket, key)
+            paths = path, path.with_name(path.name + META_SUFFIX)
+            with self._paths_lock:
+                self._known_paths[(bucket, key)] = paths
+        return paths
 
     @contextlib.contextmanager
     def writer(self, bucket: str, key: str, etag: str) -> Iterator[_Writer]:
         """Write an entry; it becomes visible only if the block finishes without error."""
-        path = self.path_for(bucket, key)
+        path, meta_path = self._paths(bucket, key)
         _make_private_dir(path.parent)
         with _atomic_file(path) as handle:
             writer = _Writer(handle)
             yield writer
             handle.flush()
             stat = os.fstat(handle.fileno())  # not path.stat(): another writer may rename over it
+        ends_with_newline = writer.last_byte == b"\n"
         record = {
             "bucket": bucket,
             "key": key,
@@ -124,9 +154,10 @@ class DiskCache:
             "size": stat.st_size,
             "ino": stat.st_ino,
             "encoding": writer.encoding,
+            "ends_with_newline": ends_with_newline,
         }
-        _write_atomically(path.with_name(path.name + META_SUFFIX), json.dumps(record).encode())
-        writer.result = CachedObject(path, stat.st_size, etag, writer.encoding)
+        _write_atomically(meta_path, json.dumps(record).encode())
+        writer.result = CachedObject(path, stat.st_size, etag, writer.encoding, ends_with_newline)
 
     def entries(self) -> Iterator[tuple[Path, Path]]:
         """Every (content, record) pair present."""
@@ -189,11 +220,14 @@ class _Writer:
         self._handle = handle
         self.encoding = "plain"
         self.written = 0
+        self.last_byte = b""
         self.result: CachedObject | None = None
 
     def write(self, data: bytes) -> None:
         self._handle.write(data)
         self.written += len(data)
+        if data:
+            self.last_byte = data[-1:]
 
 
 def _make_private_dir(path: Path) -> None:
@@ -205,6 +239,26 @@ def _make_private_dir(path: Path) -> None:
 def _write_atomically(path: Path, data: bytes) -> None:
     with _atomic_file(path) as handle:
         handle.write(data)
+
+
+def _read_small_file(path: Path) -> bytes:
+    """A file's bytes in as few system calls as possible (``read_bytes`` makes seven)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = [os.read(fd, _RECORD_READ)]
+        while len(chunks[-1]) == _RECORD_READ:
+            chunks.append(os.read(fd, _RECORD_READ))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _last_byte(path: Path, size: int) -> bytes:
+    if size == 0:
+        return b""
+    with open(path, "rb") as handle:
+        handle.seek(size - 1)
+        return handle.read(1)
 
 
 @contextlib.contextmanager

@@ -209,7 +209,7 @@ class StreamReader:
     def _decode(self, entry: Entry) -> tuple[CachedObject, int]:
         """The entry's decoded content on disk, and its exact length in the stream."""
         cached = self.catalog.materialize(entry)
-        return cached, cached.size + _needs_newline(cached.path, cached.size)
+        return cached, cached.size + int(cached.size > 0 and not cached.ends_with_newline)
 
     # reading ----------------------------------------------------------------------
 
@@ -324,11 +324,3 @@ def _looks_multi_member(estimate: int, stored_size: int, limit: int | None) -> b
         return False
     return estimate < 1.5 * stored_size
 
-
-def _needs_newline(path: os.PathLike[str] | str, size: int) -> int:
-    """1 if a non-empty decoded object does not end in a newline, else 0."""
-    if size == 0:
-        return 0
-    with open(path, "rb") as handle:
-        handle.seek(size - 1)
-        return 0 if handle.read(1) == b"\n" else 1

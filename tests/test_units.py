@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import multiprocessing
 import os
 import random
@@ -501,6 +502,36 @@ def test_lookup_with_another_etag_misses(cache_root: Path) -> None:
     assert cache.lookup("b", "k", "etag-1") is None
     hit = cache.lookup("b", "k", "etag-2")
     assert hit is not None and hit.path.read_bytes() == b"new data"
+
+
+@pytest.mark.parametrize(
+    ("data", "ends_with_newline"), [(b"line\n", True), (b"no newline", False), (b"", False), (b"a\nb", False)]
+)
+def test_an_entry_says_whether_it_ends_with_a_newline(cache_root: Path, data: bytes, ends_with_newline: bool) -> None:
+    """The stream adds a newline after an object without one; the record says so, whether
+    the entry was just written or is looked up again."""
+    cache = DiskCache(cache_root)
+    with cache.writer("b", "k", "etag-1") as out:
+        for piece in chunked(data, 3):
+            out.write(piece)
+        out.write(b"")  # an empty chunk, as a decoder's flush gives, changes nothing
+    assert out.result is not None and out.result.ends_with_newline is ends_with_newline
+    hit = cache.lookup("b", "k", "etag-1")
+    assert hit is not None and hit.ends_with_newline is ends_with_newline
+    meta = meta_of(cache, "k")
+    assert json.loads(meta.read_bytes())["ends_with_newline"] is ends_with_newline
+
+
+@pytest.mark.parametrize("data", [b"line\n", b"no newline", b""])
+def test_a_record_from_before_the_newline_field_is_read_from_the_content(cache_root: Path, data: bytes) -> None:
+    cache = DiskCache(cache_root)
+    put(cache, "k", data)
+    meta = meta_of(cache, "k")
+    record = json.loads(meta.read_bytes())
+    del record["ends_with_newline"]
+    meta.write_bytes(json.dumps(record).encode())
+    hit = DiskCache(cache_root).lookup("b", "k", "etag-1")
+    assert hit is not None and hit.ends_with_newline is data.endswith(b"\n")
 
 
 def test_a_failed_writer_leaves_nothing(cache_root: Path) -> None:
