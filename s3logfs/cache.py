@@ -2,7 +2,8 @@
 
 Layout (s3tail's): ``CACHE/<h[0:2]>/<h>`` holds the decoded content, where ``h`` is the
 SHA-256 hex of ``bucket/key``. Beside it, ``<h>.meta`` is a small JSON record: bucket,
-key, ETag, size, and the inode of the content file it describes.
+key, ETag, size, encoding, whether the content ends with a newline (so the stream never
+opens an object to learn it), and the inode of the content file it describes.
 
 Why the inode: content and record are each written to a temp file and renamed into
 place, content first. The temp file is anonymous (``O_TMPFILE``) where Linux allows it
@@ -17,11 +18,6 @@ or mismatched file is ever served, and no lock is needed between processes.
 Eviction: an entry goes after ``max_age_hours`` without access (the record's mtime is
 touched on use), and the least recently used entries go while the total exceeds
 ``max_bytes``.
-
-In memory, a bounded LRU keeps the paths of recent keys: a cached ``cat stream`` over
-10,000 small objects looks one up per object, and a SHA-256 and two paths per lookup
-showed in its profile. The entries themselves are read from disk on every lookup, since
-other processes may replace or evict them.
 """
 
 from __future__ import annotations
@@ -41,8 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from cachetools import LRUCache
-
 log = logging.getLogger(__name__)
 
 META_SUFFIX = ".meta"
@@ -54,9 +48,7 @@ _STALE_TMP_AGE = 3600.0
 _ANONYMOUS_TEMP = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 """Whether temp files can be anonymous: Linux's O_TMPFILE, named later through /proc."""
 _RECORD_READ = 16384
-"""Bytes per read of a record: a record holds a key of at most 1 KiB, so one read does."""
-_REMEMBERED_PATHS = 8192
-"""Paths kept in memory: a few hundred bytes each."""
+"""Bytes per read of a record: its key (1 KiB at most, 6 KiB once JSON-escaped) fits one read."""
 
 
 @dataclass(frozen=True)
@@ -92,8 +84,6 @@ class DiskCache:
         self.max_bytes = max_bytes
         _make_private_dir(self.root)
         self._lock = threading.Lock()
-        self._known_paths: LRUCache[tuple[str, str], tuple[Path, Path]] = LRUCache(maxsize=_REMEMBERED_PATHS)
-        self._paths_lock = threading.Lock()
 
     @classmethod
     def open(cls, root: Path, max_age_hours: float, max_bytes: int | None) -> DiskCache:
@@ -110,31 +100,32 @@ class DiskCache:
         """The cached content of ``key`` at ``etag``, or None."""
         path, meta_path = self._paths(bucket, key)
         try:
-            meta = json.loads(_read_small_file(meta_path))
+            raw_record, record_mtime = _read_record(meta_path)
+            meta = json.loads(raw_record)
             stat = path.stat()
-            meta_mtime = meta_path.stat().st_mtime
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
+            return None
+        if not isinstance(meta, dict):
             return None
         if meta.get("etag") != etag or meta.get("ino") != stat.st_ino or meta.get("size") != stat.st_size:
             return None
-        if time.time() - meta_mtime > _TOUCH_EVERY:
+        ends_with_newline = meta.get("ends_with_newline")
+        if not isinstance(ends_with_newline, bool):  # a record written before the field existed
+            ends_with_newline = _content_ends_with_newline(path, stat)
+            if ends_with_newline is None:  # replaced or evicted meanwhile
+                return None
+        if time.time() - record_mtime > _TOUCH_EVERY:
             with contextlib.suppress(OSError):
                 os.utime(meta_path)
-        ends_with_newline = meta.get("ends_with_newline")
-        if ends_with_newline is None:  # a record written before the field existed
-            ends_with_newline = _last_byte(path, stat.st_size) == b"\n"
-        return CachedObject(path, stat.st_size, etag, meta.get("encoding", "plain"), ends_with_newline)
+        encoding = meta.get("encoding")
+        return CachedObject(
+            path, stat.st_size, etag, encoding if isinstance(encoding, str) else "plain", ends_with_newline
+        )
 
     def _paths(self, bucket: str, key: str) -> tuple[Path, Path]:
         """The content and record paths of ``key``."""
-        with self._paths_lock:
-            paths = self._known_paths.get((bucket, key))
-        if paths is None:
-            path = self.path_for(bucket, key)
-            paths = path, path.with_name(path.name + META_SUFFIX)
-            with self._paths_lock:
-                self._known_paths[(bucket, key)] = paths
-        return paths
+        path = self.path_for(bucket, key)
+        return path, path.with_name(path.name + META_SUFFIX)
 
     @contextlib.contextmanager
     def writer(self, bucket: str, key: str, etag: str) -> Iterator[_Writer]:
@@ -241,24 +232,35 @@ def _write_atomically(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-def _read_small_file(path: Path) -> bytes:
-    """A file's bytes in as few system calls as possible (``read_bytes`` makes seven)."""
+def _read_record(path: Path) -> tuple[bytes, float]:
+    """A record's bytes and mtime, in four system calls (``read_bytes`` and ``stat`` make eight)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
+        mtime = os.fstat(fd).st_mtime
         chunks = [os.read(fd, _RECORD_READ)]
         while len(chunks[-1]) == _RECORD_READ:
             chunks.append(os.read(fd, _RECORD_READ))
-        return b"".join(chunks)
+        return b"".join(chunks), mtime
     finally:
         os.close(fd)
 
 
-def _last_byte(path: Path, size: int) -> bytes:
-    if size == 0:
-        return b""
-    with open(path, "rb") as handle:
-        handle.seek(size - 1)
-        return handle.read(1)
+def _content_ends_with_newline(path: Path, expected: os.stat_result) -> bool | None:
+    """Whether the content file still described by ``expected`` ends with a newline; None
+    if another process has replaced or removed it since."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        stat = os.fstat(fd)
+        if (stat.st_ino, stat.st_size) != (expected.st_ino, expected.st_size):
+            return None
+        return stat.st_size > 0 and os.pread(fd, 1, stat.st_size - 1) == b"\n"
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

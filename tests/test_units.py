@@ -505,7 +505,8 @@ def test_lookup_with_another_etag_misses(cache_root: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "ends_with_newline"), [(b"line\n", True), (b"no newline", False), (b"", False), (b"a\nb", False)]
+    ("data", "ends_with_newline"),
+    [(b"line\n", True), (b"no newline", False), (b"", False), (b"a\nb", False), (b"ab\ncd", False)],
 )
 def test_an_entry_says_whether_it_ends_with_a_newline(cache_root: Path, data: bytes, ends_with_newline: bool) -> None:
     """The stream adds a newline after an object without one; the record says so, whether
@@ -522,16 +523,45 @@ def test_an_entry_says_whether_it_ends_with_a_newline(cache_root: Path, data: by
     assert json.loads(meta.read_bytes())["ends_with_newline"] is ends_with_newline
 
 
+@pytest.mark.parametrize("field", ["missing", "not a boolean"])
 @pytest.mark.parametrize("data", [b"line\n", b"no newline", b""])
-def test_a_record_from_before_the_newline_field_is_read_from_the_content(cache_root: Path, data: bytes) -> None:
+def test_a_record_without_a_usable_newline_field_is_read_from_the_content(
+    cache_root: Path, data: bytes, field: str
+) -> None:
+    """Records written before the field existed have none; a field of another type is not trusted."""
     cache = DiskCache(cache_root)
     put(cache, "k", data)
     meta = meta_of(cache, "k")
     record = json.loads(meta.read_bytes())
-    del record["ends_with_newline"]
+    if field == "missing":
+        del record["ends_with_newline"]
+    else:
+        record["ends_with_newline"] = "false"
     meta.write_bytes(json.dumps(record).encode())
     hit = DiskCache(cache_root).lookup("b", "k", "etag-1")
     assert hit is not None and hit.ends_with_newline is data.endswith(b"\n")
+
+
+@pytest.mark.parametrize("length", ["as written", "one read exactly", "three reads"])
+def test_a_record_of_any_length_is_read_whole(cache_root: Path, length: str) -> None:
+    """A record is read 16 KiB at a time; one that fills a read exactly, or needs several, still hits."""
+    cache = DiskCache(cache_root)
+    put(cache, "k", b"data\n")
+    meta = meta_of(cache, "k")
+    text = meta.read_bytes()
+    wanted = {"as written": len(text), "one read exactly": 16384, "three reads": 2 * 16384 + 7}[length]
+    meta.write_bytes(text[:-1] + b" " * (wanted - len(text)) + b"}")
+    assert len(meta.read_bytes()) == wanted
+    hit = DiskCache(cache_root).lookup("b", "k", "etag-1")
+    assert hit is not None and hit.ends_with_newline and hit.size == 5
+
+
+@pytest.mark.parametrize("record", [b"null", b"[]", b'"text"', b"[" * 100000 + b"]" * 100000])
+def test_a_record_that_is_not_a_json_object_is_a_miss(cache_root: Path, record: bytes) -> None:
+    cache = DiskCache(cache_root)
+    put(cache, "k", b"data")
+    meta_of(cache, "k").write_bytes(record)
+    assert DiskCache(cache_root).lookup("b", "k", "etag-1") is None
 
 
 def test_a_failed_writer_leaves_nothing(cache_root: Path) -> None:
