@@ -210,13 +210,11 @@ class _Writer:
     def __init__(self, handle: BinaryIO) -> None:
         self._handle = handle
         self.encoding = "plain"
-        self.written = 0
         self.last_byte = b""
         self.result: CachedObject | None = None
 
     def write(self, data: bytes) -> None:
         self._handle.write(data)
-        self.written += len(data)
         if data:
             self.last_byte = data[-1:]
 
