@@ -1,65 +1,135 @@
-"""Bookmarks: named places in a stream, kept in the config file's ``[bookmarks]`` section.
+"""Bookmarks: named places in a prefix's stream, kept in the config file's ``[bookmarks]`` section.
 
-Two forms are stored, and both are accepted everywhere:
+A bookmark is stored with the source it belongs to, as a place that stays valid across
+remounts, cache dirs and time windows: an object key and a position inside that object.
+A stream offset depends on the stream's order and window, so it is shown, never stored.
 
-* s3tail's ``KEY:LINE``: resume at line LINE+1 of the first key (in key order) after
-  KEY. An empty KEY means the first key. This is what ``s3logfs cat`` prints and what
-  s3tail saved, so old bookmarks keep working.
-* ``OFFSET s3://BUCKET/PREFIX``: a byte offset in the stream of that mount. This is what
-  the mount stores (xattrs and cursor files), because only an offset in stream order
-  also covers objects that arrived late with keys sorting early. Stream order is
-  persisted with the cache, so offsets survive a remount with the same cache.
+The values of ``[bookmarks]`` (``NAME = VALUE``) take these forms:
+
+* ``s3://BUCKET/PREFIX KEY@BYTE``: resume at byte BYTE of KEY's decoded content. This is
+  what the mount and ``s3logfs cat`` write.
+* ``s3://BUCKET/PREFIX KEY:LINE`` and s3tail's bare ``KEY:LINE``: resume at line LINE+1 of
+  the first key after KEY (an empty KEY: the first key). A bare one has no source: it
+  applies to every source whose keys it can name (KEY below the source's prefix), and a
+  reader that moves it keeps it bare, in s3tail's form.
+* ``OFFSET s3://BUCKET/PREFIX``: an offset in a stream, as s3logfs 0.1 stored it. Still read,
+  and replaced by the ``KEY@BYTE`` form the next time the bookmark moves.
+
+In the sourced forms the source and the key are percent-encoded where they hold a space,
+``%``, a control or a non-ASCII character, so every key fits on one line.
 
 Several processes may update the file: every change takes an exclusive lock on
-``<config>.lock`` and rewrites the file atomically.
+``<config>.lock``, edits only the line of that bookmark (comments and every other line
+stay byte for byte) and replaces the file atomically. A change that would not alter the
+value writes nothing.
 """
 
 from __future__ import annotations
 
 import bisect
 import configparser
+import errno
 import fcntl
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from .catalog import Catalog
-from .errors import UsageError
+from .errors import S3LogFSError, UsageError
 from .index import StreamIndex
 
 SECTION = "bookmarks"
 _NAME = re.compile(r"^[A-Za-z0-9_.@+-][A-Za-z0-9_.@+=-]{0,199}$")
-_OFFSET = re.compile(r"^(\d+)(?:\s+(s3://\S*))?$")
+_LEGACY_OFFSET = re.compile(r"^(\d+)(?:\s+(s3://\S*))?$")
+_SAFE = "/:@!$&'()*+,;=~[]{}<>|^`\"#?\\"
+"""Characters a key keeps as they are in a stored value: all printable ASCII but space and ``%``."""
+
+
+class BookmarkTaken(S3LogFSError):
+    """The name belongs to another source's bookmark, which this source must not touch."""
+
+    errno = errno.EEXIST
+
+
+def _quote(text: str) -> str:
+    return quote(text, safe=_SAFE, errors="surrogateescape")
+
+
+def _unquote(text: str) -> str:
+    return unquote(text, errors="surrogateescape")
 
 
 @dataclass(frozen=True)
 class Bookmark:
-    """A parsed bookmark value: an offset (with its source) or s3tail's KEY:LINE."""
+    """A parsed bookmark value.
 
-    offset: int | None = None
+    Exactly one of ``byte``, ``line`` and ``offset`` is set: ``KEY@BYTE``, s3tail's
+    ``KEY:LINE`` (``key`` is then the key *before* the place), or a stream offset.
+    """
+
     source: str | None = None
-    key: str | None = None
-    line: int = 0
+    key: str = ""
+    byte: int | None = None
+    line: int | None = None
+    offset: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> Bookmark:
+        """A stored value, or what a user typed (``-b``, ``setfattr``): see the module docstring."""
         text = text.strip()
-        match = _OFFSET.match(text)
-        if match:
-            return cls(offset=int(match.group(1)), source=match.group(2))
+        legacy = _LEGACY_OFFSET.match(text)
+        if legacy:
+            return cls(source=legacy.group(2), offset=int(legacy.group(1)))
+        if text.startswith("s3://"):
+            source, _, place = text.partition(" ")
+            if not place.strip():
+                raise _malformed(text)
+            return replace(cls._place(place.strip(), quoted=True), source=_unquote(source))
+        return cls._place(text, quoted=False)
+
+    @classmethod
+    def _place(cls, text: str, quoted: bool) -> Bookmark:
+        decode = _unquote if quoted else str
         key, colon, line = text.rpartition(":")
-        if colon and line.isdigit():
-            return cls(key=key, line=int(line))
-        raise UsageError(f"not a bookmark: {text!r} (expected an offset or KEY:LINE)")
+        if colon and line.isdigit() and line.isascii():
+            return cls(key=decode(key), line=int(line))
+        key, at, byte = text.rpartition("@")
+        if at and byte.isdigit() and byte.isascii():
+            return cls(key=decode(key), byte=int(byte))
+        raise _malformed(text)
 
     def format(self) -> str:
+        """The stored form. A bookmark without a source keeps s3tail's bare form."""
         if self.offset is not None:
             return f"{self.offset} {self.source}" if self.source else str(self.offset)
-        return f"{self.key}:{self.line}"
+        if self.source is None:
+            return f"{self.key}:{self.line}" if self.line is not None else f"{self.key}@{self.byte}"
+        place = f"{_quote(self.key)}:{self.line}" if self.line is not None else f"{_quote(self.key)}@{self.byte}"
+        return f"{_quote(self.source)} {place}"
+
+    def describe(self) -> str:
+        """The place, for people: ``KEY@BYTE``, ``KEY:LINE`` or an offset."""
+        if self.offset is not None:
+            return f"offset {self.offset}"
+        return f"{self.key}:{self.line}" if self.line is not None else f"{self.key}@{self.byte}"
+
+    def applies_to(self, source: str, prefix: str) -> bool:
+        """Whether this bookmark belongs to the source ``source`` (whose key prefix is ``prefix``)."""
+        if self.source is not None:
+            return self.source == source
+        if self.offset is not None:
+            return False  # a bare offset names no key: it cannot say which stream it meant
+        return self.key == "" or self.key.startswith(prefix)
+
+
+def _malformed(text: str) -> UsageError:
+    return UsageError(f"not a bookmark: {text!r} (expected an offset, KEY:LINE or KEY@BYTE)")
 
 
 def check_name(name: str) -> str:
@@ -68,110 +138,315 @@ def check_name(name: str) -> str:
     return name
 
 
+Update = Callable[[Bookmark | None], Bookmark | None]
+"""Given the stored bookmark (or None), the one to store (None removes it)."""
+
+
 class BookmarkStore:
     """The ``[bookmarks]`` section of one config file."""
 
     def __init__(self, config_file: Path) -> None:
         self.path = config_file
 
-    def _read(self) -> configparser.ConfigParser:
-        parser = configparser.ConfigParser(interpolation=None)
-        parser.optionxform = str  # type: ignore[assignment,method-assign]
-        if self.path.exists():
-            parser.read(self.path, encoding="utf-8")
-        return parser
-
     def all(self) -> dict[str, Bookmark]:
-        parser = self._read()
-        if not parser.has_section(SECTION):
-            return {}
+        """Every readable bookmark; values in no known form are left alone and skipped."""
         found = {}
-        for name, value in parser.items(SECTION):
+        for name, value in _read_section(self.path).items():
             try:
                 found[name] = Bookmark.parse(value)
             except UsageError:
-                continue  # someone else's entry: leave it alone
+                continue
         return found
 
     def get(self, name: str) -> Bookmark | None:
         return self.all().get(name)
 
+    def update(self, name: str, change: Update) -> Bookmark | None:
+        """Apply ``change`` to bookmark ``name`` under the file lock; write only what changed."""
+        check_name(name)
+        with self._locked():
+            text = _read_text(self.path)
+            value = _section_items(text).get(name)
+            current = _parse_or_none(value)
+            if value is not None and current is None:
+                raise BookmarkTaken(f"bookmark {name!r} holds a value s3logfs does not understand: {value!r}")
+            wanted = change(current)
+            new_value = wanted.format() if wanted is not None else None
+            if new_value != (value.strip() if value is not None else None):
+                self._write(_edit_section(text, name, new_value))
+            return wanted
+
     def set(self, name: str, bookmark: Bookmark) -> None:
-        with self._locked() as parser:
-            if not parser.has_section(SECTION):
-                parser.add_section(SECTION)
-            parser.set(SECTION, check_name(name), bookmark.format())
+        self.update(name, lambda _current: bookmark)
 
     def remove(self, name: str) -> bool:
-        with self._locked() as parser:
-            return parser.has_section(SECTION) and parser.remove_option(SECTION, name)
+        removed = False
+
+        def drop(current: Bookmark | None) -> None:
+            nonlocal removed
+            removed = current is not None
+
+        self.update(name, drop)
+        return removed
 
     @contextmanager
-    def _locked(self) -> Iterator[configparser.ConfigParser]:
+    def _locked(self) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        with open(lock_path, "a") as lock:
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            parser = self._read()
-            yield parser
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    parser.write(handle)
-                if self.path.exists():
-                    os.chmod(tmp, self.path.stat().st_mode & 0o777)
-                os.rename(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            yield
+
+    def _write(self, text: str) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+            mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o600
+            os.chmod(tmp, mode)
+            os.rename(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _parse_or_none(value: str | None) -> Bookmark | None:
+    if value is None:
+        return None
+    try:
+        return Bookmark.parse(value)
+    except UsageError:
+        return None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+
+
+def _read_section(path: Path) -> dict[str, str]:
+    return _section_items(_read_text(path))
+
+
+def _section_items(text: str) -> dict[str, str]:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # names keep their case
+    try:
+        parser.read_string(text)
+    except configparser.Error as error:
+        raise UsageError(f"cannot read the config file: {error}".replace("\n", " ")) from error
+    return dict(parser.items(SECTION)) if parser.has_section(SECTION) else {}
+
+
+_SECTION_HEADER = re.compile(r"^\[(?P<name>[^\]]+)\]")
+
+
+def _edit_section(text: str, name: str, value: str | None) -> str:
+    """``text`` with only bookmark ``name``'s line replaced, added or removed."""
+    lines = text.splitlines(keepends=True)
+    start, end = _section_bounds(lines)
+    if start is None:
+        if value is None:
+            return text
+        separator = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
+        return f"{text}{separator}[{SECTION}]\n{name} = {value}\n"
+    option = re.compile(rf"^{re.escape(name)}\s*[=:]")
+    for number in range(start + 1, end):
+        if option.match(lines[number]):
+            stop = number + 1
+            while stop < end and lines[stop][:1] in (" ", "\t") and lines[stop].strip():
+                stop += 1  # a continuation line of the same value
+            lines[number:stop] = [] if value is None else [f"{name} = {value}\n"]
+            return "".join(lines)
+    if value is None:
+        return text
+    last = end
+    while last > start + 1 and not lines[last - 1].strip():
+        last -= 1
+    if last > 0 and not lines[last - 1].endswith("\n"):
+        lines[last - 1] += "\n"
+    lines.insert(last, f"{name} = {value}\n")
+    return "".join(lines)
+
+
+def _section_bounds(lines: list[str]) -> tuple[int | None, int]:
+    """The index of the ``[bookmarks]`` header and of the line after its section."""
+    start = None
+    for number, line in enumerate(lines):
+        header = _SECTION_HEADER.match(line)
+        if header is None:
+            continue
+        if start is not None:
+            return start, number
+        if header.group("name") == SECTION:
+            start = number
+    return start, len(lines)
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a bookmark points in one stream: an offset, and the span and inner offset there."""
+
+    offset: int
+    position: int
+    inner: int
 
 
 class StreamBookmarks:
-    """The bookmarks of one mount's stream, resolved to offsets."""
+    """The bookmarks of one source, resolved against one stream.
 
-    def __init__(self, store: BookmarkStore, source: str, catalog: Catalog, index: StreamIndex) -> None:
+    The mount (xattrs, cursor files) and ``s3logfs cat`` both use it, so they read and
+    move the same bookmarks the same way.
+    """
+
+    def __init__(self, store: BookmarkStore, source: str, prefix: str, catalog: Catalog, index: StreamIndex,
+                 exact_length: Callable[[int], int]) -> None:
         self.store = store
         self.source = source
+        self.prefix = prefix
         self.catalog = catalog
         self.index = index
+        self._exact_length = exact_length
+        self._sorted_keys: list[str] = []
+        self._lock = threading.Lock()
 
-    def _mine(self, bookmark: Bookmark) -> bool:
-        if bookmark.offset is not None:
-            return bookmark.source in (None, self.source)
-        return bookmark.key == "" or bookmark.key.startswith(self.catalog.tree.dir_prefix)
+    def _mine(self, bookmark: Bookmark | None) -> bool:
+        return bookmark is not None and bookmark.applies_to(self.source, self.prefix)
 
     def names(self) -> list[str]:
         return sorted(name for name, bookmark in self.store.all().items() if self._mine(bookmark))
 
-    def offset(self, name: str) -> int | None:
+    def get(self, name: str) -> Bookmark | None:
         bookmark = self.store.get(name)
-        if bookmark is None or not self._mine(bookmark):
-            return None
-        return self.resolve(bookmark)
+        return bookmark if self._mine(bookmark) else None
 
-    def resolve(self, bookmark: Bookmark) -> int:
+    def place(self, name: str) -> Place | None:
+        bookmark = self.get(name)
+        return None if bookmark is None else self.resolve(bookmark)
+
+    def offset(self, name: str) -> int | None:
+        place = self.place(name)
+        return None if place is None else place.offset
+
+    # from a bookmark to a place in the stream --------------------------------------
+
+    def resolve(self, bookmark: Bookmark) -> Place:
+        """Where ``bookmark`` points in this stream (clamped to its end)."""
         if bookmark.offset is not None:
-            return bookmark.offset
-        keys = sorted(self.catalog.by_key)
-        following = bisect.bisect_right(keys, bookmark.key or "")
-        if following == len(keys) or keys[following] not in self.index.position_of:
-            return self.index.total()
+            return self.at_offset(min(bookmark.offset, self.index.total()))
+        if bookmark.line is not None:
+            return self._after_key(bookmark.key, bookmark.line)
+        assert bookmark.byte is not None
+        position = self.index.position_of.get(bookmark.key)
+        if position is None:  # not in this stream (another window, or deleted): the next key
+            return self._after_key(bookmark.key, 0)
+        return self._inside(position, bookmark.byte)
+
+    def _inside(self, position: int, byte: int) -> Place:
+        length = self.index.spans[position].length
+        if byte > length and not self.index.spans[position].exact:
+            length = self._exact_length(position)
+        inner = min(byte, length)
+        return Place(self.index.start(position) + inner, position, inner)
+
+    def _after_key(self, key: str, line: int) -> Place:
+        """s3tail's meaning: line ``line + 1`` of the first key after ``key``."""
+        if key == "" and line == 0:
+            return Place(0, 0, 0)  # the start of the stream, whatever its order
+        keys = self._keys()
+        following = bisect.bisect_right(keys, key)
+        if following == len(keys):
+            return self.at_offset(self.index.total())
+        position = self.index.position_of[keys[following]]
+        if line == 0:
+            return Place(self.index.start(position), position, 0)
         entry = self.catalog.by_key[keys[following]]
-        cached = self.catalog.materialize(entry)
-        inner = _start_of_line(cached.path, bookmark.line)
-        return self.index.start(self.index.position_of[entry.key]) + inner
+        self._exact_length(position)
+        inner = _start_of_line(self.catalog.materialize(entry).path, line)
+        return self._inside(position, inner)
 
-    def set(self, name: str, value: str) -> None:
+    def at_offset(self, offset: int) -> Place:
+        position, inner = self.index.locate(offset)
+        return Place(offset, position, inner)
+
+    def _keys(self) -> list[str]:
+        """The stream's keys, sorted; rebuilt only when the stream has grown."""
+        with self._lock:
+            if len(self._sorted_keys) != len(self.index):
+                self._sorted_keys = sorted(span.key for span in list(self.index.spans))
+            return self._sorted_keys
+
+    # from a place in the stream to a bookmark --------------------------------------
+
+    def bookmark_at(self, offset: int) -> Bookmark:
+        """The stable form of stream offset ``offset``: the key holding the byte before it."""
+        if offset <= 0 or len(self.index) == 0:
+            return Bookmark(source=self.source, key="", line=0)
+        position, inner = self.index.holder(offset - 1)
+        if position >= len(self.index):
+            position = len(self.index) - 1
+            inner = self.index.spans[position].length - 1
+        return Bookmark(source=self.source, key=self.index.spans[position].key, byte=inner + 1)
+
+    def _as_s3tail(self, bookmark: Bookmark) -> Bookmark:
+        """``bookmark`` in s3tail's bare ``PREVIOUS_KEY:LINE`` form, for a bookmark that had it."""
+        if bookmark.byte is None:
+            return replace(bookmark, source=None)
+        keys = self._keys()
+        before = bisect.bisect_left(keys, bookmark.key)
+        previous = keys[before - 1] if before > 0 else ""
+        entry = self.catalog.by_key[bookmark.key]
+        lines = _lines_before(self.catalog.materialize(entry).path, bookmark.byte)
+        return Bookmark(key=previous, line=lines)
+
+    # changes -------------------------------------------------------------------------
+
+    def _update(self, name: str, make: Callable[[Bookmark | None], Bookmark | None]) -> Bookmark | None:
+        def change(current: Bookmark | None) -> Bookmark | None:
+            if current is not None and not self._mine(current):
+                raise BookmarkTaken(f"bookmark {name!r} belongs to another source ({current.source or 'none'})")
+            return make(current)
+
+        return self.store.update(name, change)
+
+    def set_from_user(self, name: str, value: str) -> None:
+        """``setfattr`` or ``-b``: an offset in this stream, ``KEY:LINE`` or ``KEY@BYTE``."""
         bookmark = Bookmark.parse(value)
-        if bookmark.offset is not None and bookmark.source is None:
-            bookmark = Bookmark(offset=bookmark.offset, source=self.source)
-        self.store.set(check_name(name), bookmark)
+        if bookmark.source is not None and bookmark.source != self.source:
+            raise UsageError(f"that bookmark belongs to {bookmark.source}, not {self.source}")
+        if bookmark.offset is not None:
+            if bookmark.offset > self.index.total():
+                raise UsageError(f"offset {bookmark.offset} is past the end of the stream ({self.index.total()})")
+            bookmark = self.bookmark_at(bookmark.offset)
+        self._update(name, lambda _current: replace(bookmark, source=self.source))
 
-    def set_offset(self, name: str, offset: int) -> None:
-        self.store.set(check_name(name), Bookmark(offset=offset, source=self.source))
+    def move(self, name: str, target: Bookmark, create: bool = False) -> None:
+        """A reader consumed the stream up to ``target`` (from :meth:`bookmark_at`).
+
+        A bookmark in s3tail's bare form stays bare (and so stays valid for every source
+        that can name its key); any other is written in the ``KEY@BYTE`` form. A bookmark
+        removed while its reader was open stays removed, unless ``create`` is set.
+        """
+
+        def moved(current: Bookmark | None) -> Bookmark | None:
+            if current is None:
+                return target if create else None
+            if current.source is None:
+                return self._as_s3tail(target)
+            return target
+
+        self._update(name, moved)
+
+    def create(self, name: str) -> None:
+        """A new bookmark at the start of the stream; an existing one of this source is kept."""
+        self._update(name, lambda current: current or Bookmark(source=self.source, key="", line=0))
 
     def remove(self, name: str) -> bool:
-        return self.store.remove(name)
+        if self.get(name) is None:
+            return False
+        self._update(name, lambda _current: None)
+        return True
 
 
 def _start_of_line(path: Path, line: int) -> int:
@@ -189,3 +464,17 @@ def _start_of_line(path: Path, line: int) -> int:
                 start = found + 1
             position += start if remaining == 0 else len(chunk)
     return position
+
+
+def _lines_before(path: Path, byte: int) -> int:
+    """How many lines end within the first ``byte`` bytes of the file (a missing final newline counts)."""
+    count = 0
+    seen = 0
+    with open(path, "rb") as handle:
+        while seen < byte and (chunk := handle.read(min(1 << 20, byte - seen))):
+            count += chunk.count(b"\n")
+            seen += len(chunk)
+            last = chunk[-1:]
+    if seen < byte or (seen and last != b"\n"):
+        count += 1  # the stream's own newline after an object without one, or a partial last line
+    return count

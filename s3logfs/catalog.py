@@ -13,6 +13,13 @@ The poller runs every ``poll_interval`` seconds:
 * Beyond that, each poll lists only new keys with ListObjectsV2 ``StartAfter``, once per
   top-level folder below the prefix (AWS writes each source under its own folder, in
   time order), and every ``full_relist_every`` polls it lists the whole prefix again.
+
+Under a time window (``--since``/``--until``) the mount-time listing and the polls go
+through :class:`~s3logfs.windowlisting.WindowLister`, which lists only the folders and key
+ranges that can hold the window. A poll then looks at the last ``POLL_LOOKBACK`` seconds
+from where the mount is (today's or this hour's folders, and yesterday's just after
+midnight); every ``full_relist_every`` polls it looks ``RESCAN_LOOKBACK`` back in full,
+for late deliveries and new folders. Once ``--until`` has passed nothing is polled.
 """
 
 from __future__ import annotations
@@ -22,12 +29,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from .cache import CachedObject
 from .errors import S3LogFSError
 from .names import FileNode, Tree
 from .objects import UNKNOWN, ObjectFetcher, SizeProbe
 from .s3 import ObjectInfo
+from .timewindow import UTC, Window
+from .windowlisting import WindowLister
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +46,10 @@ _LISTING_PAGE = 1000
 _STOP_CHECK_SECONDS = 0.2
 _MAX_FOLDERS_PER_POLL = 16
 """Above this many top-level folders, an incremental poll is one listing after the greatest key."""
+POLL_LOOKBACK = 3600.0
+"""Seconds of key time a windowed poll looks back: AWS delivers most logs within minutes."""
+RESCAN_LOOKBACK = 86400.0
+"""Seconds a windowed full poll looks back: CloudFront delivers late lines up to a day late."""
 
 
 @dataclass
@@ -68,12 +82,15 @@ class Catalog:
         tree: Tree,
         poll_interval: float = 10.0,
         full_relist_every: int = 6,
+        window: Window | None = None,
     ) -> None:
         self.fetcher = fetcher
         self.prefix = prefix
         self.tree = tree
         self.poll_interval = poll_interval
         self.full_relist_every = max(1, full_relist_every)
+        self.window = window
+        self._lister = WindowLister(fetcher.client, prefix) if window is not None else None
         self.entries: list[Entry] = []
         self.by_key: dict[str, Entry] = {}
         self.greatest_key = ""
@@ -105,9 +122,11 @@ class Catalog:
         load. With one (a remount with the same cache), the tree fills once the whole
         listing is in. Listeners get the whole listing as one batch. If the listing
         breaks half way, the mount keeps what came; the poller lists on from there.
+        Under a window the stream order is the window's key order: ``known_order`` is
+        the order of another window, or of the whole prefix.
         """
         try:
-            if known_order:
+            if known_order and self.window is None:
                 listed = {info.key: info for info in self._full_listing()}
                 ordered = [listed.pop(key) for key in known_order if key in listed]
                 self._add(ordered + sorted(listed.values(), key=lambda info: info.key), notify=False)
@@ -126,7 +145,10 @@ class Catalog:
                     self._grew.notify_all()
 
     def _add_pages(self) -> None:
-        pages = self.fetcher.client.list_pages(self.prefix)
+        if self._lister is not None and self.window is not None:
+            pages = self._lister.pages(self.window, time.time())
+        else:
+            pages = self.fetcher.client.list_pages(self.prefix)
         try:
             for page in pages:
                 self._add(page, notify=False)
@@ -157,6 +179,8 @@ class Catalog:
                 self.mtime = time.time()
                 self.stats.set(keys=len(self.entries))
                 self._grew.notify_all()
+        if self._lister is not None and added:
+            self._lister.note_known(entry.key for entry in added)
         if notify and added:
             for listener in self._listeners:
                 listener(added)
@@ -188,6 +212,8 @@ class Catalog:
     def poll_once(self) -> list[Entry]:
         """One round of the poller. Returns the entries it added."""
         self._polls += 1
+        if self.window is not None:
+            return self._poll_window()
         if self._full_listing_pages <= 1 or self._polls % self.full_relist_every == 0:
             infos = self._full_listing()
             self._refresh_known(infos)
@@ -199,6 +225,27 @@ class Catalog:
         if added:
             log.info("found %d new object(s), last %s", len(added), added[-1].key)
         return added
+
+    def _poll_window(self) -> list[Entry]:
+        """A poll under a window: the last ``POLL_LOOKBACK`` seconds from the known keys on."""
+        assert self.window is not None and self._lister is not None
+        now = time.time()
+        if self.window_closed(now):
+            return []
+        full = self._polls % self.full_relist_every == 0
+        since = max(self.window.start, now - (RESCAN_LOOKBACK if full else POLL_LOOKBACK))
+        recent = Window(datetime.fromtimestamp(since, UTC), self.window.until)
+        infos = [info for page in self._lister.pages(recent, now, resume=not full) for info in page]
+        if full:
+            self._refresh_known(infos)
+        added = self._add([info for info in infos if info.key not in self.by_key])
+        if added:
+            log.info("found %d new object(s) in the window, last %s", len(added), added[-1].key)
+        return added
+
+    def window_closed(self, now: float) -> bool:
+        """Whether ``--until`` has passed: no new object can fall in the window any more."""
+        return self.window is not None and self.window.end <= now
 
     def _refresh_known(self, infos: list[ObjectInfo]) -> None:
         now = time.monotonic()
@@ -269,8 +316,8 @@ class Catalog:
                 entry.size, entry.size_exact, entry.encoding = probe.size, probe.exact, probe.encoding
 
     def start(self) -> None:
-        """Start the poller thread (after daemonizing: never before a fork)."""
-        if self.poll_interval > 0 and self._thread is None:
+        """Start the poller thread (after daemonizing: never before a fork); none once ``--until`` has passed."""
+        if self.poll_interval > 0 and self._thread is None and not self.window_closed(time.time()):
             self._thread = threading.Thread(target=self._run, name="s3logfs-poller", daemon=True)
             self._thread.start()
 
@@ -283,7 +330,7 @@ class Catalog:
         while not self.loaded.wait(_STOP_CHECK_SECONDS):  # the mount-time listing first
             if self._stop.is_set():
                 return
-        while not self._stop.wait(self.poll_interval):
+        while not self._stop.wait(self.poll_interval) and not self.window_closed(time.time()):
             try:
                 self.poll_once()
             except S3LogFSError as error:

@@ -22,8 +22,11 @@ from .config import (
     read_config_file,
     setup_logging,
 )
-from .errors import S3LogFSError
+from .errors import S3LogFSError, UsageError
+from .records import MODES, NONE, cache_subdir
 from .s3 import S3Client, Stats, parse_source
+from .timewindow import Window, make_window
+from .windowlisting import list_window
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
     mount.add_argument("--prefetch", type=int, help="objects read ahead in parallel (16)")
     mount.add_argument("--raw", action="store_true", default=None, help="show stored bytes under the original names")
     mount.add_argument("--allow-other", action="store_true", default=None, help="let other users see the mount")
+    mount.add_argument("--writable-bookmarks", action="store_true", default=None,
+                       help="mount read-write for bookmarks only: touch/rm cursor files, setfattr on stream "
+                       "(default: a read-only mount; use s3logfs bookmarks)")
+    _add_records_option(mount)
+    _add_window_options(mount)
 
     umount = commands.add_parser("umount", help="unmount")
     umount.add_argument("mountpoint", type=Path)
+    umount.add_argument("-z", "--lazy", action="store_true",
+                        help="detach now, even while busy; the daemon exits when the last file closes")
 
     cache = commands.add_parser("cache", help="inspect or clear the disk cache")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     lookup = cache_commands.add_parser("lookup", parents=[common], help="print each key's cache path")
     lookup.add_argument("source", metavar="[s3://]BUCKET[/PREFIX]")
+    _add_records_option(lookup)
+    _add_window_options(lookup)
     cache_commands.add_parser("clear", parents=[common], help="empty the cache")
 
     demo = commands.add_parser("demo", parents=[common], help="mount a local demo S3 server with sample logs")
@@ -77,6 +89,40 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, Path | None]:
     config_file = Path(args.config_file) if getattr(args, "config_file", None) else None
     config = file_options(read_config_file(config_file))
     return Settings(vars(args), config), config_file
+
+
+def _add_records_option(parser: argparse.ArgumentParser) -> None:
+    """``--records MODE`` (SPEC section 10), for every command that reads a prefix."""
+    parser.add_argument(
+        "--records",
+        choices=MODES,
+        help="one line per record: json (concatenated JSON values), cwl (CloudWatch Logs "
+        "subscription envelopes), cloudtrail ({\"Records\":[...]}), auto (sniffed per object) "
+        "or none (default: stored text)",
+    )
+
+
+def _add_window_options(parser: argparse.ArgumentParser) -> None:
+    """``--since T`` and ``--until T`` (SPEC section 10), for every command that reads a prefix."""
+    group = parser.add_argument_group("time window (objects whose key time falls in it; UTC unless an offset is given)")
+    group.add_argument("--since", metavar="T", help="from T: an age (90s, 15m, 2h, 3d, 1w, 1h30m), "
+                       "an ISO 8601 date or date-time (2026-11-01, 2026-11-01T08:00Z), or now")
+    group.add_argument("--until", metavar="T", help="up to T (exclusive), in the same forms")
+
+
+def window_option(args: argparse.Namespace) -> Window | None:
+    """The window of ``--since``/``--until``; a bad time is a one-line :class:`UsageError`."""
+    return make_window(getattr(args, "since", None), getattr(args, "until", None))
+
+
+def records_option(settings: Settings, raw: bool = False) -> str:
+    """The ``--records`` mode from the command line or the config file, checked."""
+    mode = str(settings.get("records", NONE)).strip().lower()
+    if mode not in MODES:
+        raise UsageError(f"bad value for records: {mode!r} (expected one of {', '.join(MODES)})")
+    if raw and mode != NONE:
+        raise UsageError("--records cannot go with --raw, which shows the stored bytes")
+    return mode
 
 
 def mount_options(args: argparse.Namespace) -> MountOptions:
@@ -93,6 +139,9 @@ def mount_options(args: argparse.Namespace) -> MountOptions:
         prefetch=max(0, settings.get("prefetch", 16, int)),
         raw=bool(settings.get("raw", False, bool)),
         allow_other=bool(settings.get("allow_other", False, bool)),
+        writable_bookmarks=bool(settings.get("writable_bookmarks", False, bool)),
+        records=records_option(settings, raw=bool(settings.get("raw", False, bool))),
+        window=window_option(args),
     )
 
 
@@ -101,13 +150,18 @@ def _cmd_mount(args: argparse.Namespace) -> int:
 
     options = mount_options(args)
     setup_logging(options.common.log_level, options.common.log_file)
-    return mount(options)
+    return mount(options, note=_note)
+
+
+def _note(message: str) -> None:
+    """One line for the user on stderr that is not an error."""
+    print(f"s3logfs: {message}", file=sys.stderr)
 
 
 def _cmd_umount(args: argparse.Namespace) -> int:
     from .mount import unmount
 
-    return unmount(args.mountpoint.expanduser().absolute())
+    return unmount(args.mountpoint.expanduser().absolute(), lazy=args.lazy)
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
@@ -119,18 +173,22 @@ def _cmd_cache(args: argparse.Namespace) -> int:
         print(f"removed {cache.clear()} cache entries from {cache.root}")
         return 0
     bucket, prefix = parse_source(args.source)
+    records_dir = cache_subdir(records_option(settings))
+    if records_dir is not None:  # each --records mode caches its lines apart
+        cache = DiskCache(common.cache_dir / records_dir, common.cache_hours, common.cache_max_size)
     client = S3Client(bucket, common.s3, Stats())
-    for info in client.list_objects(prefix):
+    for info in list_window(client, prefix, window_option(args)):
         hit = cache.lookup(bucket, info.key, info.etag)
-        print(f"{info.key}: {hit.path if hit else 'NOT IN CACHE'}")
+        print(f"{bucket}/{info.key}\n  => {hit.path if hit else 'NOT IN CACHE'}")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    settings, config_file = _settings(args)
-    common = common_options(settings, config_file)
+    explicit = Path(args.config_file) if args.config_file else None
+    config = file_options(read_config_file(explicit)) if explicit else {}  # never the user's own file
+    common = common_options(Settings(vars(args), config), explicit)
     setup_logging(common.log_level, common.log_file)
     return run_demo(args.mountpoint, args.interval, common)
 

@@ -7,6 +7,9 @@ most of the data.
 
 Decoders are streaming: ``decode(chunk)`` returns what that chunk yields, ``flush()``
 returns the rest and raises :class:`CodecError` on a truncated or corrupt input.
+
+:func:`object_decoder` builds the whole chain for one object: decompression, then, with
+``--records``, the record decoder of :mod:`s3logfs.records` on the decompressed text.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from .errors import CodecError
+from .records import NONE, record_decoder
 
 try:  # isal (a dependency on x86_64 and aarch64) inflated AWS logs 2.7x faster than zlib here
     from isal import isal_zlib as _zlib
@@ -125,6 +129,39 @@ class AutoDecoder:
     def _choose(self, head: bytes) -> None:
         self.encoding = detect(head)
         self._decoder = GzipDecoder() if self.encoding == GZIP else PlainDecoder()
+
+
+class RecordChain:
+    """Decompress, then turn the text into records (``--records``)."""
+
+    def __init__(self, decompress: AutoDecoder, records: Decoder) -> None:
+        self._decompress = decompress
+        self._records = records
+
+    @property
+    def encoding(self) -> str | None:
+        """The stored encoding (gzip or plain), as the cache records it."""
+        return self._decompress.encoding
+
+    @property
+    def unparsed(self) -> int:
+        """Records passed through because they could not be parsed."""
+        return int(getattr(self._records, "unparsed", 0))
+
+    def decode(self, data: bytes) -> bytes:
+        return self._records.decode(self._decompress.decode(data))
+
+    def flush(self) -> bytes:
+        return self._records.decode(self._decompress.flush()) + self._records.flush()
+
+
+def object_decoder(decode: bool = True, records: str = NONE) -> Decoder:
+    """A fresh decoder for one object: stored bytes as they are, decompressed, or as records."""
+    if not decode:
+        return PlainDecoder()
+    if records == NONE:
+        return AutoDecoder()
+    return RecordChain(AutoDecoder(), record_decoder(records))
 
 
 def decode_chunks(chunks: Iterable[bytes], decoder: Decoder | None = None) -> Iterator[bytes]:

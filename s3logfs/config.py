@@ -1,9 +1,10 @@
 """Options: the config file and the typed option records built from it and the CLI.
 
 Precedence runs command line, then config file, then defaults. The config file is INI
-in s3tail's ``~/.s3tailrc`` layout: an ``[options]`` section whose keys are the long
-option names (``cache_hours`` or ``cache-hours``), and a ``[bookmarks]`` section of
-``NAME = KEY:LINE`` or ``NAME = OFFSET`` lines.
+in s3tail's ``~/.s3tailrc`` layout, found as :func:`find_config_file` says: an
+``[options]`` section whose keys are the long option names (``cache_hours`` or
+``cache-hours``, and s3tail's ``cache_path``), and a ``[bookmarks]`` section (see
+:mod:`s3logfs.bookmarks`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,32 @@ from typing import Any
 from .cache import default_cache_dir
 from .errors import UsageError
 from .s3 import S3Config
+from .timewindow import Window
 
-DEFAULT_CONFIG_FILE = Path("~/.s3logfsrc")
+S3TAIL_OPTION_NAMES = {"cache_path": "cache_dir"}
+"""s3tail's option names that s3logfs spells differently."""
+
+
+def config_file_candidates() -> list[Path]:
+    """Where the config file is looked for, in order (SPEC section 2).
+
+    ``~/.s3logfsrc`` is where s3logfs 0.1 kept it; ``~/.s3tailrc`` is s3tail's, read as it
+    is, so an s3tail user's options and bookmarks work with no step.
+    """
+    xdg = os.environ.get("XDG_CONFIG_HOME") or "~/.config"
+    return [
+        Path(xdg).expanduser() / "s3logfs" / "config.ini",
+        Path("~/.s3logfsrc").expanduser(),
+        Path("~/.s3tailrc").expanduser(),
+    ]
+
+
+def find_config_file(explicit: Path | None) -> Path:
+    """``-c FILE`` if given, else the first candidate that exists, else the XDG path (created on demand)."""
+    if explicit is not None:
+        return explicit.expanduser()
+    candidates = config_file_candidates()
+    return next((path for path in candidates if path.exists()), candidates[0])
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -38,7 +63,7 @@ def read_config_file(path: Path | None) -> configparser.ConfigParser:
     """The parsed config file; an absent file is an empty config (bookmarks will create it)."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # bookmark names keep their case
-    target = (path or DEFAULT_CONFIG_FILE).expanduser()
+    target = find_config_file(path)
     if target.exists():
         try:
             parser.read(target, encoding="utf-8")
@@ -51,7 +76,11 @@ def file_options(parser: configparser.ConfigParser) -> dict[str, str]:
     """The ``[options]`` section, with keys normalised to underscores."""
     if not parser.has_section("options"):
         return {}
-    return {key.replace("-", "_").lower(): value for key, value in parser.items("options")}
+    options = {}
+    for key, value in parser.items("options"):
+        name = key.replace("-", "_").lower()
+        options[S3TAIL_OPTION_NAMES.get(name, name)] = value
+    return options
 
 
 @dataclass(frozen=True)
@@ -80,6 +109,12 @@ class MountOptions:
     prefetch: int
     raw: bool
     allow_other: bool
+    writable_bookmarks: bool = False
+    """Mount read-write so that touch, rm and setfattr manage bookmarks; every other write still fails."""
+    records: str = "none"
+    """``--records`` (SPEC section 10): one of :data:`s3logfs.records.MODES`."""
+    window: Window | None = None
+    """``--since``/``--until`` (SPEC section 10); None shows every object."""
 
     @property
     def source(self) -> str:
@@ -123,7 +158,7 @@ def common_options(settings: Settings, config_file: Path | None) -> CommonOption
         cache_max_size=parse_size(max_size) if isinstance(max_size, str) else max_size,
         log_level=str(settings.get("log_level", "WARNING")).upper(),
         log_file=Path(log_file).expanduser() if log_file else None,
-        config_file=(config_file or DEFAULT_CONFIG_FILE).expanduser(),
+        config_file=find_config_file(config_file),
     )
 
 

@@ -606,6 +606,12 @@ def seed_objects(rng: random.Random, start: datetime, count_per_format: int = 6)
     return objects
 
 
+_LIVE_SPAN = {0: timedelta(seconds=80), 1: timedelta(minutes=5), 2: timedelta(minutes=15), 3: timedelta(minutes=1)}
+"""The longest time each format's live object spans (S3 access logs: 2 s a line, 40 lines at most;
+ALB: its 5-minute interval; CloudFront: 15 minutes; CloudWatch: a minute)."""
+
+
 def next_live_object(rng: random.Random, when: datetime, seq: int) -> DemoObject:
-    """A small new object for the live demo; the format rotates with ``seq``."""
-    return _one_of(rng, seq % 4, when, 5, 40)
+    """A small new object for the live demo whose lines all lie before ``when``; the format rotates with ``seq``."""
+    fmt = seq % 4
+    return _one_of(rng, fmt, when - _LIVE_SPAN[fmt], 5, 40)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import NamedTuple
 
-from .bookmarks import StreamBookmarks
+from .bookmarks import Bookmark, Place, StreamBookmarks
 from .catalog import Catalog, Entry
 from .errors import S3LogFSError
 from .names import DirNode, FileNode
@@ -110,8 +110,8 @@ class Handle:
     cursor: Cursor | None = None
     base: int = 0
     bookmark: str | None = None
-    line_end: int | None = None  # stream offset just past the last newline read()
-    committed: int | None = None  # the line_end last written to the bookmark
+    line_end: Bookmark | None = None  # just past the last newline read()
+    committed: Bookmark | None = None  # the line_end last written to the bookmark
 
 
 @dataclass(frozen=True)
@@ -169,8 +169,8 @@ class LogFilesystem:
         if path == BOOKMARKS_PATH:
             return self._stat(BOOKMARKS_DIR_MODE, BOOKMARKS_INO, 0, self.started, nlink=2)
         if path.startswith(BOOKMARKS_PATH + "/"):
-            name, offset = self._cursor(path)
-            size = max(0, self.reader.size() - offset)
+            name, place = self._cursor(path)
+            size = max(0, self.reader.size() - place.offset)
             return self._stat(CURSOR_MODE, self._cursor_ino(name), size, self.reader.index.mtime)
         node = self._lookup(path)
         if node is None:
@@ -204,12 +204,14 @@ class LogFilesystem:
             "st_atime": mtime_ns,
         }
 
-    def _cursor(self, path: str) -> tuple[str, int]:
+    def _cursor(self, path: str) -> tuple[str, Place]:
+        """The bookmark of cursor file ``path``, and where it points; only this source's exist."""
         name = path[len(BOOKMARKS_PATH) + 1 :]
-        offset = self.bookmarks.offset(name) if "/" not in name else None
-        if offset is None:
+        self.reader.ready.wait()
+        place = self.bookmarks.place(name) if "/" not in name else None
+        if place is None:
             raise NotFound(path)
-        return name, offset
+        return name, place
 
     def _cursor_ino(self, name: str) -> int:
         return self._cursor_inos.setdefault(name, _FIRST_CURSOR_INO + len(self._cursor_inos))
@@ -237,7 +239,8 @@ class LogFilesystem:
         fixed = [(".", DIR_MODE, node.ino), ("..", DIR_MODE, node.parent_ino)]
         if path != "/":
             return self._dir_entries(node, fixed, start, full)
-        fixed.append((".bookmarks", BOOKMARKS_DIR_MODE, BOOKMARKS_INO))
+        # .bookmarks is reachable by its path but never listed: crawlers (grep -r, find, updatedb,
+        # backups) would otherwise read every cursor file, and each read moves a bookmark.
         return self._dir_entries(node, fixed, start, full, last=("stream", FILE_MODE, STREAM_INO))
 
     def _dir_entries(self, node: DirNode, fixed: list[tuple[str, int, int]], start: int, full: bool,
@@ -300,8 +303,11 @@ class LogFilesystem:
         if path == STREAM_PATH:
             return Opened(self._handles.add(Handle(cursor=Cursor())), direct_io=True)
         if path.startswith(BOOKMARKS_PATH + "/"):
-            name, offset = self._cursor(path)
-            handle = Handle(cursor=Cursor(), base=offset, bookmark=name)
+            name, place = self._cursor(path)
+            # The cursor starts at the bookmark's span, so a correction of an earlier estimate
+            # between open and the first read cannot move where reading begins.
+            cursor = Cursor(next_offset=place.offset, position=place.position, inner=place.inner)
+            handle = Handle(cursor=cursor, base=place.offset, bookmark=name)
             return Opened(self._handles.add(handle), direct_io=True, flush_on_close=True)
         node = self._lookup(path)
         if not isinstance(node, FileNode):
@@ -315,12 +321,13 @@ class LogFilesystem:
         return Opened(self._handles.add(Handle(entry=entry, fd=fd)), direct_io=False, keep_cache=keep_cache)
 
     def create(self, path: str) -> Opened:
-        """Only cursor files can be created: a new bookmark at offset 0."""
+        """Only cursor files can be created: a new bookmark at the start of the stream.
+
+        A name that another source's bookmark holds is refused (EEXIST), never taken over.
+        """
         if not path.startswith(BOOKMARKS_PATH + "/") or "/" in path[len(BOOKMARKS_PATH) + 1 :]:
             raise ReadOnly(path)
-        name = path[len(BOOKMARKS_PATH) + 1 :]
-        if self.bookmarks.offset(name) is None:
-            self.bookmarks.set_offset(name, 0)
+        self.bookmarks.create(path[len(BOOKMARKS_PATH) + 1 :])
         return self.open(path, os.O_RDONLY)
 
     def read(self, fh: int, size: int, offset: int) -> bytes:
@@ -329,8 +336,9 @@ class LogFilesystem:
             return os.pread(handle.fd, size, offset)
         data = self.reader.read(handle.cursor, handle.base + offset, size)
         newline = data.rfind(b"\n")
-        if newline >= 0:
-            handle.line_end = handle.base + offset + newline + 1
+        if newline >= 0 and handle.bookmark is not None:
+            # Named by key and byte now: a later correction of an earlier estimate moves offsets.
+            handle.line_end = self.bookmarks.bookmark_at(handle.base + offset + newline + 1)
         return data
 
     def flush(self, fh: int) -> None:
@@ -361,7 +369,7 @@ class LogFilesystem:
         """
         line_end = handle.line_end
         if handle.bookmark is not None and line_end is not None and line_end != handle.committed:
-            self.bookmarks.set_offset(handle.bookmark, line_end)
+            self.bookmarks.move(handle.bookmark, line_end)
             handle.committed = line_end
 
     def unlink(self, path: str) -> None:
@@ -417,6 +425,7 @@ class LogFilesystem:
         if not name.startswith(USER_XATTR):
             raise NoAttribute(name)
         if path == STREAM_PATH and name.startswith(BOOKMARK_XATTR):
+            self.reader.ready.wait()
             offset = self.bookmarks.offset(name[len(BOOKMARK_XATTR) :])
             if offset is None:
                 raise NoAttribute(name)
@@ -431,7 +440,8 @@ class LogFilesystem:
     def set_xattr(self, path: str, name: str, value: bytes) -> None:
         if path != STREAM_PATH or not name.startswith(BOOKMARK_XATTR):
             raise ReadOnly(path)
-        self.bookmarks.set(name[len(BOOKMARK_XATTR) :], value.decode("utf-8", "replace"))
+        self.reader.ready.wait()
+        self.bookmarks.set_from_user(name[len(BOOKMARK_XATTR) :], value.decode("utf-8", "replace"))
 
     def remove_xattr(self, path: str, name: str) -> None:
         if path != STREAM_PATH or not name.startswith(BOOKMARK_XATTR):

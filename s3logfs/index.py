@@ -94,8 +94,11 @@ class Span:
 class StreamIndex:
     """Lengths and offsets of the stream's objects, in stream order. Thread-safe."""
 
-    def __init__(self, state_file: Path | None) -> None:
+    def __init__(self, state_file: Path | None, persist: bool = True) -> None:
+        """``state_file`` holds a previous mount's order and lengths; without ``persist`` it is
+        only read (a time window's mount takes the known lengths but keeps its own order)."""
         self.state_file = state_file
+        self.persist = persist
         self.spans: list[Span] = []
         self.position_of: dict[str, int] = {}
         self._sums = Fenwick()
@@ -165,6 +168,15 @@ class StreamIndex:
                 position -= 1
             return position, inner
 
+    def holder(self, offset: int) -> tuple[int, int]:
+        """``(position, offset within that span)`` of the span holding the byte at ``offset``.
+
+        Unlike :meth:`locate`, never an empty span: a byte lies in a span that has bytes.
+        """
+        with self._lock:
+            position = self._sums.locate(offset)
+            return position, offset - self._sums.prefix(position)
+
     # persistence ------------------------------------------------------------------
 
     @staticmethod
@@ -186,7 +198,7 @@ class StreamIndex:
 
     def save(self) -> None:
         """Write the index if it changed, atomically."""
-        if self.state_file is None:
+        if self.state_file is None or not self.persist:
             return
         with self._lock:
             if not self._dirty:

@@ -3,12 +3,18 @@
 The middleware counts requests and response bytes per kind (LIST, GET, HEAD...), tracks
 the most requests in flight at once, can add a fixed latency per request (real S3 from
 EC2 answers in 20-50 ms), and can inject faults (5xx answers, bodies cut short) so that
-the retry paths are exercised against a real HTTP server. Needs the ``demo`` extra.
+the retry paths are exercised against a real HTTP server. Behind it,
+:class:`SortedListing` answers the buckets seeded into it (a million keys in seconds)
+from a sorted index, for the tests and the benchmark at scale. Needs the ``demo`` extra.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import bisect
+import gzip
+import hashlib
 import json
 import logging
 import signal
@@ -17,8 +23,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import formatdate
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote, unquote
+from xml.sax.saxutils import escape as xml_escape
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +126,13 @@ class CountingMiddleware:
         return {"kinds": kinds, "max_in_flight": max_in_flight, "latency_ms": self.latency * 1000.0}
 
     def _control(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        """``/_localserver/{stats,reset,latency?ms=N}``: how a benchmark in another process drives us."""
+        """``/_localserver/{stats,reset,latency?ms=N,seed?bucket=B}``: how a benchmark in another process drives us."""
         action = environ.get("PATH_INFO", "")[len(CONTROL_PATH):]
         query = parse_qs(environ.get("QUERY_STRING", ""))
+        if action == "seed" and isinstance(self.app, SortedListing):
+            body = json.dumps(self.app.seed_request(environ)).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
         if action == "reset":
             self.reset()
         elif action == "latency":
@@ -187,6 +200,201 @@ def _restore_newlines(body: bytes) -> bytes:
     return body.replace(_STANDIN_URL.encode(), b"%0A").replace(_NEWLINE_STANDIN.encode(), b"\n")
 
 
+class SortedListing:
+    """WSGI middleware: *seeded* buckets answered from a sorted index of their keys.
+
+    moto scans and sorts a whole bucket for every ListObjectsV2 page (0.6 s a page at 100k
+    keys), and keeps a spooled buffer per object, so a million keys can neither be PUT
+    nor listed in the time of a test or a benchmark. A seeded bucket is created in moto
+    as usual; its keys are then put straight into this index (a million in seconds), each
+    pointing at one of a few shared bodies. ListObjectsV2 on it is answered here by
+    bisection (``prefix``, ``start-after``, ``continuation-token``, ``delimiter``,
+    ``max-keys``, ``encoding-type=url``) as real S3 XML; GET and HEAD of seeded keys are
+    served from the shared bodies (ranges and ``If-Match`` included). PUTs and DELETEs go to
+    moto and update the index, so an object added later is listed and served by moto.
+    Buckets that were not seeded go to moto untouched.
+    """
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+        self._buckets: dict[str, _SeededBucket] = {}
+        self._lock = threading.Lock()
+
+    def seed(self, bucket: str, bodies: list[bytes], objects: Iterable[tuple[str, int, float]]) -> int:
+        """Add ``(key, body index, LastModified)`` objects to ``bucket``; returns how many it holds."""
+        with self._lock:
+            seeded = self._buckets.setdefault(bucket, _SeededBucket())
+            seeded.add(bodies, objects)
+            return len(seeded.keys)
+
+    def seed_request(self, environ: dict[str, Any]) -> dict[str, Any]:
+        """``POST /_localserver/seed?bucket=B``: a gzip body whose first line is a JSON list of
+        base64 bodies, then one ``key<TAB>body index<TAB>LastModified`` line per object."""
+        bucket = parse_qs(environ.get("QUERY_STRING", "")).get("bucket", [""])[0]
+        payload = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        head, _, rest = gzip.decompress(payload).decode().partition("\n")
+        bodies = [base64.b64decode(body) for body in json.loads(head)]
+        rows = (line.split("\t") for line in rest.splitlines() if line)
+        count = self.seed(bucket, bodies, ((key, int(body), float(stamp)) for key, body, stamp in rows))
+        return {"bucket": bucket, "keys": count}
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        bucket, _, key = unquote(environ.get("PATH_INFO", "").lstrip("/")).partition("/")
+        seeded = self._buckets.get(bucket)
+        if seeded is None:
+            return self.app(environ, start_response)
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        if method == "GET" and not key and query.get("list-type") == ["2"]:
+            with self._lock:
+                body = seeded.list_v2(bucket, query)
+            start_response("200 OK", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+            return [body]
+        if method in ("GET", "HEAD") and seeded.serves(key):
+            return seeded.serve(key, method, environ, start_response)
+        if method in ("PUT", "DELETE") and key and not query:
+            return self._write_through(seeded, key, method, environ, start_response)
+        return self.app(environ, start_response)
+
+    def _write_through(self, seeded: _SeededBucket, key: str, method: str, environ: dict[str, Any],
+                       start_response: StartResponse) -> Iterable[bytes]:
+        """Let moto store or delete the object, and keep the index in step."""
+        started: list[Any] = []
+        body = b"".join(self.app(environ, lambda *args: started.append(args)))
+        status, headers = started[0][0], started[0][1]
+        if status.startswith("2"):
+            etag = next((value.strip('"') for name, value in headers if name.lower() == "etag"), "")
+            with self._lock:
+                if method == "PUT":
+                    seeded.put(key, int(environ.get("CONTENT_LENGTH") or 0), etag, time.time())
+                else:
+                    seeded.delete(key)
+        start_response(status, headers)
+        return [body]
+
+
+_LIST_PAGE = 1000
+_PAST_EVERYTHING = "\U0010ffff"
+
+
+class _SeededBucket:
+    """The sorted keys of one seeded bucket; each object is ``(body index or -1, size, etag, mtime)``."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.objects: dict[str, tuple[int, int, str, float]] = {}
+        self.bodies: list[bytes] = []
+        self.etags: list[str] = []
+
+    def add(self, bodies: list[bytes], objects: Iterable[tuple[str, int, float]]) -> None:
+        base = len(self.bodies)
+        self.bodies.extend(bodies)
+        self.etags.extend(hashlib.md5(body).hexdigest() for body in bodies)
+        for key, body, stamp in objects:
+            self.objects[key] = (base + body, len(self.bodies[base + body]), self.etags[base + body], stamp)
+        self.keys = sorted(self.objects)
+
+    def put(self, key: str, size: int, etag: str, stamp: float) -> None:
+        if key not in self.objects:
+            bisect.insort(self.keys, key)
+        self.objects[key] = (-1, size, etag, stamp)
+
+    def delete(self, key: str) -> None:
+        if self.objects.pop(key, None) is not None:
+            del self.keys[bisect.bisect_left(self.keys, key)]
+
+    def serves(self, key: str) -> bool:
+        found = self.objects.get(key)
+        return found is not None and found[0] >= 0
+
+    def serve(self, key: str, method: str, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        body_index, size, etag, stamp = self.objects[key]
+        if environ.get("HTTP_IF_MATCH", etag).strip('"') not in (etag, "*"):
+            start_response("412 Precondition Failed", [("Content-Length", "0")])
+            return [b""]
+        body = self.bodies[body_index]
+        status, first, last = "200 OK", 0, size - 1
+        byte_range = _parse_range(environ.get("HTTP_RANGE", ""), size)
+        headers = [("ETag", f'"{etag}"'), ("Last-Modified", formatdate(stamp, usegmt=True)),
+                   ("Content-Type", "binary/octet-stream"), ("Accept-Ranges", "bytes")]
+        if byte_range is not None:
+            status, (first, last) = "206 Partial Content", byte_range
+            headers.append(("Content-Range", f"bytes {first}-{last}/{size}"))
+        headers.append(("Content-Length", str(last - first + 1)))
+        start_response(status, headers)
+        return [b"" if method == "HEAD" else body[first: last + 1]]
+
+    def list_v2(self, bucket: str, query: dict[str, list[str]]) -> bytes:
+        def arg(name: str) -> str:
+            return query.get(name, [""])[0]
+
+        prefix, delimiter, start_after = arg("prefix"), arg("delimiter"), arg("start-after")
+        token = arg("continuation-token")
+        limit = min(_LIST_PAGE, int(arg("max-keys") or _LIST_PAGE))
+        after = max(start_after, base64.urlsafe_b64decode(token).decode() if token else "")
+        position = max(bisect.bisect_right(self.keys, after) if after else 0, bisect.bisect_left(self.keys, prefix))
+        contents: list[str] = []
+        folders: list[str] = []
+        last = ""
+        while position < len(self.keys) and len(contents) + len(folders) < limit:
+            key = self.keys[position]
+            if not key.startswith(prefix):
+                break
+            cut = key.find(delimiter, len(prefix)) if delimiter else -1
+            if cut >= 0:
+                last = key[: cut + len(delimiter)]
+                folders.append(last)
+                position = bisect.bisect_left(self.keys, last + _PAST_EVERYTHING)
+                continue
+            contents.append(key)
+            last = key
+            position += 1
+        truncated = position < len(self.keys) and self.keys[position].startswith(prefix) and bool(last)
+        return self._xml(bucket, query, contents, folders, truncated, last)
+
+    def _xml(self, bucket: str, query: dict[str, list[str]], contents: list[str], folders: list[str],
+             truncated: bool, last: str) -> bytes:
+        encode = _url_encoder if query.get("encoding-type") == ["url"] else xml_escape
+        parts = ['<?xml version="1.0" encoding="UTF-8"?>',
+                 '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
+                 f"<Name>{xml_escape(bucket)}</Name><Prefix>{encode(query.get('prefix', [''])[0])}</Prefix>"]
+        for name, tag in (("delimiter", "Delimiter"), ("start-after", "StartAfter")):
+            if name in query:
+                parts.append(f"<{tag}>{encode(query[name][0])}</{tag}>")
+        if "continuation-token" in query:
+            parts.append(f"<ContinuationToken>{xml_escape(query['continuation-token'][0])}</ContinuationToken>")
+        if "encoding-type" in query:
+            parts.append(f"<EncodingType>{xml_escape(query['encoding-type'][0])}</EncodingType>")
+        parts.append(f"<MaxKeys>{_LIST_PAGE}</MaxKeys><KeyCount>{len(contents) + len(folders)}</KeyCount>")
+        parts.append(f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>")
+        if truncated:
+            token = base64.urlsafe_b64encode(last.encode()).decode()
+            parts.append(f"<NextContinuationToken>{token}</NextContinuationToken>")
+        for key in contents:
+            _, size, etag, stamp = self.objects[key]
+            modified = datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            parts.append(f"<Contents><Key>{encode(key)}</Key><LastModified>{modified}</LastModified>"
+                         f"<ETag>&quot;{etag}&quot;</ETag><Size>{size}</Size>"
+                         "<StorageClass>STANDARD</StorageClass></Contents>")
+        parts.extend(f"<CommonPrefixes><Prefix>{encode(folder)}</Prefix></CommonPrefixes>" for folder in folders)
+        parts.append("</ListBucketResult>")
+        return "".join(parts).encode()
+
+
+def _url_encoder(value: str) -> str:
+    return quote(value, safe="/")
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """``bytes=A-B``, ``bytes=A-`` or ``bytes=-N`` as an inclusive ``(first, last)``; None for the whole."""
+    if not header.startswith("bytes=") or size == 0:
+        return None
+    first_text, _, last_text = header[6:].partition("-")
+    if not first_text:
+        return max(0, size - int(last_text)), size - 1
+    return int(first_text), min(size - 1, int(last_text)) if last_text else size - 1
+
+
 class LocalS3Server:
     """moto's S3 on 127.0.0.1, on a free port, in a thread of this process."""
 
@@ -199,7 +407,8 @@ class LocalS3Server:
         from werkzeug.serving import make_server
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-        self.middleware = CountingMiddleware(DomainDispatcherApplication(create_backend_app), latency_ms)
+        self.listing = SortedListing(DomainDispatcherApplication(create_backend_app))
+        self.middleware = CountingMiddleware(self.listing, latency_ms)
         self._server = make_server(
             "127.0.0.1", port, self.middleware, threaded=True, request_handler=MotoRequestHandler
         )

@@ -24,6 +24,8 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,7 @@ from .filesystem import LogFilesystem, ViewOptions
 from .index import StreamIndex
 from .names import Tree
 from .objects import ObjectFetcher
+from .records import cache_subdir
 from .s3 import S3Client, Stats
 from .stream import StreamReader
 
@@ -83,14 +86,18 @@ def build_engine(options: MountOptions, client: S3Client | None = None) -> Engin
     common = options.common
     client = client or S3Client(options.bucket, common.s3, Stats())
     cache_dir = common.cache_dir / "raw" if options.raw else common.cache_dir  # stored bytes apart
+    records_dir = cache_subdir(options.records)
+    if records_dir is not None:  # transformed content apart, one directory per mode
+        cache_dir = common.cache_dir / records_dir
     cache = DiskCache.open(cache_dir, common.cache_hours, common.cache_max_size)
-    fetcher = ObjectFetcher(client, cache, decode=not options.raw)
+    fetcher = ObjectFetcher(client, cache, decode=not options.raw, records=options.records)
     tree = Tree(dir_prefix(options.prefix), not options.raw, set(RESERVED_ROOT_NAMES), first_ino=16)
-    catalog = Catalog(fetcher, options.prefix, tree, options.poll_interval)
+    catalog = Catalog(fetcher, options.prefix, tree, options.poll_interval, window=options.window)
     state_file = None if cache.ephemeral else StreamIndex.state_path(cache.root, options.bucket, options.prefix)
-    index = StreamIndex(state_file)
+    index = StreamIndex(state_file, persist=options.window is None)  # a window's offsets are its own
     reader = StreamReader(catalog, index, options.prefetch)
-    bookmarks = StreamBookmarks(BookmarkStore(common.config_file), options.source, catalog, index)
+    store = BookmarkStore(common.config_file)
+    bookmarks = StreamBookmarks(store, options.source, options.prefix, catalog, index, reader.exact_length)
     return Engine(client, cache, fetcher, catalog, reader, bookmarks)
 
 
@@ -116,10 +123,14 @@ def _prefer_libfuse3() -> None:
         os.environ["FUSE_LIBRARY_NAME"] = "fuse3"
 
 
-def is_mounted(path: Path) -> bool:
-    target = os.path.realpath(path)
+def mounted_paths() -> list[Path]:
+    """Every mountpoint of this machine, as /proc/mounts lists them."""
     with open("/proc/mounts", encoding="utf-8") as mounts:
-        return any(_unescape_mount_path(line.split()[1]) == target for line in mounts if line.strip())
+        return [Path(_unescape_mount_path(line.split()[1])) for line in mounts if line.strip()]
+
+
+def is_mounted(path: Path) -> bool:
+    return Path(os.path.realpath(path)) in mounted_paths()
 
 
 def _unescape_mount_path(field: str) -> str:
@@ -141,20 +152,27 @@ def check_mountpoint(path: Path) -> None:
         raise UsageError(f"mountpoint is not empty: {path}")
 
 
-def preflight(options: MountOptions) -> S3Client:
-    """Every check that can fail before mounting. Returns the client that passed them."""
+def preflight(options: MountOptions) -> tuple[S3Client, bool]:
+    """Every check that can fail before mounting: the client that passed them, and whether
+    the prefix holds any object yet."""
     check_fuse()
     check_mountpoint(options.mountpoint)
     client = S3Client(options.bucket, options.common.s3, Stats())
-    client.check_access(options.prefix)
-    return client
+    return client, client.check_access(options.prefix)
 
 
-def mount(options: MountOptions) -> int:
-    """``s3logfs mount``: in the foreground, or in a forked background child."""
-    client = preflight(options)
+def mount(options: MountOptions, note: Callable[[str], None]) -> int:
+    """``s3logfs mount``: in the foreground, or in a forked background child.
+
+    ``note`` tells the user what is worth knowing but is no error (an empty prefix).
+    """
+    client, has_objects = preflight(options)
+    if not has_objects:
+        later = "they appear as they arrive" if options.poll_interval > 0 else "polling is off (--poll-interval 0)"
+        note(f"nothing under {options.source} yet: the mount is empty, {later}")
     if options.foreground:
-        return run_daemon(options, client, detach_stderr=False)
+        with _quiet_libfuse_noise():
+            return run_daemon(options, client, detach_stderr=False)
     return _start_background(options, client)
 
 
@@ -274,20 +292,73 @@ def run_daemon(options: MountOptions, client: S3Client | None, detach_stderr: bo
         engine.close()
 
     operations = Operations(view, on_init, on_destroy)
-    ReaddirPlusFUSE(
-        operations,
-        str(options.mountpoint),
-        raw_fi=True,
-        foreground=True,
-        fsname=f"s3logfs:{options.bucket}",
-        subtype="s3logfs",
-        use_ino=True,
-        attr_timeout=0,
-        entry_timeout=1,
-        negative_timeout=0,
-        allow_other=options.allow_other,
-    )
+    try:
+        ReaddirPlusFUSE(
+            operations,
+            str(options.mountpoint),
+            raw_fi=True,
+            foreground=True,
+            ro=not options.writable_bookmarks,  # the kernel refuses every write of a read-only mount
+            fsname=_fuse_option_value(options.source),
+            subtype="s3logfs",
+            use_ino=True,
+            attr_timeout=0,
+            entry_timeout=1,
+            negative_timeout=0,
+            allow_other=options.allow_other,
+        )
+    except RuntimeError as error:
+        if not stop.is_set():  # libfuse failed before or without unmounting
+            raise S3LogFSError(f"the FUSE session failed ({error})") from error
+        # libfuse returns non-zero when a signal (SIGTERM, SIGINT) ended a session it then
+        # unmounted cleanly: that is a normal way to stop.
+        log.info("stopped by a signal; unmounted %s", options.mountpoint)
     return 0
+
+
+def _fuse_option_value(value: str) -> str:
+    """``value`` escaped for libfuse's ``-o`` list, which splits at commas."""
+    return value.replace("\\", "\\\\").replace(",", "\\,")
+
+
+_LIBFUSE_NOISE = (b"Ignoring invalid max threads value",)
+"""What libfuse 3.14 prints on every start through mfusepy's fuse_main_real (an ABI quirk:
+the field it reads is not set by the older entry point); it changes nothing."""
+
+
+@contextmanager
+def _quiet_libfuse_noise() -> Iterator[None]:
+    """Pass everything written to stderr on, but the lines libfuse prints on every start.
+
+    libfuse writes to file descriptor 2 from C, so the filter is a pipe on it and a thread
+    that forwards each line to the real stderr.
+    """
+    real_stderr = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    forwarder = threading.Thread(target=_forward_lines, args=(read_end, real_stderr), daemon=True,
+                                 name="s3logfs-stderr")
+    forwarder.start()
+    try:
+        yield
+    finally:
+        os.dup2(real_stderr, 2)  # the pipe's last writer closes: the forwarder drains and ends
+        forwarder.join(timeout=2)
+        os.close(real_stderr)
+
+
+def _forward_lines(read_end: int, target: int) -> None:
+    pending = b""
+    with os.fdopen(read_end, "rb", buffering=0) as source:
+        while chunk := source.read(65536):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if not line.startswith(_LIBFUSE_NOISE):
+                    os.write(target, line + b"\n")
+    if pending:
+        os.write(target, pending)
 
 
 _M_TRIM_THRESHOLD = -1
@@ -352,12 +423,37 @@ def _fusermount_command(mountpoint: Path, lazy: bool = False) -> list[str]:
     return [binary, "-u", *(["-z"] if lazy else []), str(mountpoint)]
 
 
-def unmount(mountpoint: Path) -> int:
-    """``s3logfs umount``: unmount, and wait until the mount is gone."""
+def unmount(mountpoint: Path, lazy: bool = False) -> int:
+    """``s3logfs umount [-z]``: unmount now, or with ``lazy`` detach now and let the daemon
+    exit once the last open file closes."""
     if not is_mounted(mountpoint):
         raise UsageError(f"not mounted: {mountpoint}")
-    result = subprocess.run(_fusermount_command(mountpoint), capture_output=True, text=True, check=False)
+    result = subprocess.run(_fusermount_command(mountpoint, lazy), capture_output=True, text=True, check=False)
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["fusermount failed"])[-1]
+        if "busy" in reason.lower():
+            raise S3LogFSError(
+                f"cannot unmount {mountpoint}: it is busy (a process has a file or its working directory "
+                f"in it); close those, or detach it now with: s3logfs umount -z {mountpoint}"
+            )
         raise S3LogFSError(f"cannot unmount {mountpoint}: {reason}")
     return 0
+
+
+def abort_connection(device: int) -> bool:
+    """Abort the FUSE connection of the mount whose ``st_dev`` was ``device``.
+
+    Every pending and later request of that mount fails (readers get an error instead of
+    waiting), and the daemon's session ends, so it exits even while files are open. This
+    goes through the kernel's fusectl filesystem, mounted here if it is not yet.
+    """
+    connections = Path("/sys/fs/fuse/connections")
+    abort = connections / str(os.minor(device)) / "abort"
+    if not abort.exists() and connections.is_dir() and not any(connections.iterdir()):
+        subprocess.run(["mount", "-t", "fusectl", "fusectl", str(connections)], capture_output=True, check=False)
+    try:
+        abort.write_text("1")
+    except OSError as error:
+        log.debug("cannot abort FUSE connection %s: %s", abort, error)
+        return False
+    return True

@@ -10,6 +10,11 @@
   gzip (no request at all, so mounting 10,000 plain objects costs only the listing), and
   the gzip ISIZE trailer (one 4-byte ranged GET) for keys ending ``.gz``: exact for
   single-member gzip, and a lower bound for multi-member gzip.
+
+With ``--records`` (``records`` other than ``none``) the cached content is the records'
+lines, which no listing or trailer can size: every probe is then an estimate until the
+object is decoded, and the cache is a separate directory per mode (see
+:func:`s3logfs.records.cache_subdir`).
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from .cache import CachedObject, DiskCache
-from .codecs import GZIP, PLAIN, AutoDecoder, PlainDecoder, detect, gzip_isize
+from .codecs import GZIP, PLAIN, detect, gzip_isize, object_decoder
 from .errors import CodecError
+from .records import NONE
 from .s3 import ObjectInfo, S3Client
 
 log = logging.getLogger(__name__)
@@ -39,16 +45,22 @@ class SizeProbe:
 class ObjectFetcher:
     """Fetch, decode and cache objects of one bucket."""
 
-    def __init__(self, client: S3Client, cache: DiskCache, decode: bool = True) -> None:
+    def __init__(self, client: S3Client, cache: DiskCache, decode: bool = True, records: str = NONE) -> None:
         self.client = client
         self.cache = cache
         self.decode = decode
+        self.records = records if decode else NONE
         self._inflight: dict[tuple[str, str], Future[CachedObject]] = {}
         self._lock = threading.Lock()
 
     @property
     def bucket(self) -> str:
         return self.client.bucket
+
+    @property
+    def transforms(self) -> bool:
+        """Whether decoded content is records' lines, which no probe can size exactly."""
+        return self.records != NONE
 
     def cached(self, info: ObjectInfo) -> CachedObject | None:
         return self.cache.lookup(self.bucket, info.key, info.etag)
@@ -80,7 +92,7 @@ class ObjectFetcher:
 
     def _download(self, info: ObjectInfo) -> CachedObject:
         self.client.stats.add(cache_misses=1)
-        decoder = AutoDecoder() if self.decode else PlainDecoder()
+        decoder = object_decoder(self.decode, self.records)
         try:
             with self.cache.writer(self.bucket, info.key, info.etag) as out:
                 for chunk in self.client.iter_object(info.key, info.etag or None):
@@ -92,8 +104,16 @@ class ObjectFetcher:
             log.error("cannot decode s3://%s/%s: %s", self.bucket, info.key, error)
             raise CodecError(f"{error} in s3://{self.bucket}/{info.key}") from error
         assert out.result is not None
+        self._count_unparsed(info, getattr(decoder, "unparsed", 0))
         log.debug("cached s3://%s/%s (%d bytes decoded)", self.bucket, info.key, out.result.size)
         return out.result
+
+    def _count_unparsed(self, info: ObjectInfo, unparsed: int) -> None:
+        """Count records passed through unparsed, once per download (a cache hit parses nothing)."""
+        if unparsed:
+            self.client.stats.add(records_unparsed=unparsed)
+            log.warning("%d record(s) of s3://%s/%s could not be parsed as %s; passed through as they are",
+                        unparsed, self.bucket, info.key, self.records)
 
     def probe_size(self, info: ObjectInfo, sniff: bool = False) -> SizeProbe:
         """The decoded size of ``info`` from at most two tiny requests; see the module docstring.
@@ -106,7 +126,7 @@ class ObjectFetcher:
         if local is not None:
             return local
         if sniff and detect(self.client.get_range(info.key, "0-1", info.etag or None)) != GZIP:
-            return SizeProbe(info.size, True, PLAIN)
+            return SizeProbe(info.size, not self.transforms, PLAIN)
         if info.size < 18:  # smaller than an empty gzip member: corrupt, reading will say so
             return SizeProbe(0, False, GZIP)
         isize = gzip_isize(self.client.get_range(info.key, "-4", info.etag or None))
@@ -119,7 +139,7 @@ class ObjectFetcher:
         hit = self.cached(info)
         if hit is not None:
             return SizeProbe(hit.size, True, hit.encoding)
-        if info.size < 2 or not self.decode:
+        if info.size == 0 or not self.decode or (info.size < 2 and not self.transforms):
             return SizeProbe(info.size, True, PLAIN)
         if not sniff and not looks_gzip_named(info.key):
             return SizeProbe(info.size, False, UNKNOWN)

@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -65,6 +66,14 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True)
+class ListPage:
+    """One ListObjectsV2 page: its objects, and whether more follow."""
+
+    objects: list[ObjectInfo]
+    truncated: bool
+
+
+@dataclass(frozen=True)
 class S3Config:
     """How to reach S3. Built once from the command line and the config file."""
 
@@ -95,6 +104,8 @@ class Stats:
     cache_misses: int = 0
     retries: int = 0
     errors: int = 0
+    records_unparsed: int = 0
+    """Records that ``--records`` passed through because they could not be parsed."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **deltas: int) -> None:
@@ -119,7 +130,18 @@ class Stats:
                 "cache_misses": self.cache_misses,
                 "retries": self.retries,
                 "errors": self.errors,
+                "records_unparsed": self.records_unparsed,
             }
+
+
+def _check_endpoint(endpoint: str | None) -> None:
+    """An endpoint URL must say its scheme and host: botocore would fail with a traceback."""
+    if endpoint is None:
+        return
+    parts = urllib.parse.urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        hint = f": try http://{endpoint}" if "://" not in endpoint else ""
+        raise UsageError(f"bad endpoint URL {endpoint!r}, it needs http:// or https:// and a host{hint}")
 
 
 def parse_source(source: str) -> tuple[str, str]:
@@ -158,6 +180,7 @@ class S3Client:
     @staticmethod
     def _make_client(config: S3Config) -> Any:
         """A botocore client (boto3 would add only import time: its extras are uploads)."""
+        _check_endpoint(config.resolved_endpoint)
         session = botocore.session.Session(profile=config.profile)
         parsers = ParserFactory()
         parsers.set_parser_defaults(timestamp_parser=parse_timestamp)
@@ -190,6 +213,9 @@ class S3Client:
             raise translated from error
         except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError) as error:
             raise CredentialsError("no AWS credentials found (environment, profile, SSO or instance role)") from error
+        except botocore.exceptions.ResponseParserError as error:
+            self.stats.add(errors=1)
+            raise S3Error(f"{self._endpoint_name()} does not answer like S3 (its reply is not S3's XML)") from error
         except botocore.exceptions.BotoCoreError as error:
             self.stats.add(errors=1)
             raise S3Error(f"S3 request failed: {error}") from error
@@ -209,17 +235,25 @@ class S3Client:
             return ObjectNotFound(f"object not found: s3://{self.bucket}/{key}")
         if code in ("PreconditionFailed", "412") or status == 412:
             return ObjectChanged(f"object changed while reading: s3://{self.bucket}/{key}")
+        if status == 404 and code in ("", "404"):  # S3 names the error; a web server's 404 does not
+            return S3Error(f"{self._endpoint_name()} does not answer like S3 (HTTP 404 with no S3 error code)")
         if status == 404:
             return BucketNotFound(f"bucket not found: {self.bucket}")
         return S3Error(f"S3 error {code or status} on s3://{self.bucket}/{key or ''}")
 
-    def check_access(self, prefix: str) -> None:
-        """Fail fast on a missing bucket or missing/denied credentials.
+    def _endpoint_name(self) -> str:
+        endpoint = self.config.resolved_endpoint
+        return f"the endpoint {endpoint}" if endpoint else "S3"
+
+    def check_access(self, prefix: str) -> bool:
+        """Fail fast on a missing bucket or missing/denied credentials; whether ``prefix`` holds objects.
 
         The check is the listing's first page, which the next full listing of ``prefix``
         reuses: mounting then costs no request for the check.
         """
-        self._checked_page = (prefix, self._list_page({"Prefix": prefix}))
+        page = self._list_page({"Prefix": prefix})
+        self._checked_page = (prefix, page)
+        return bool(page.get("Contents"))
 
     def list_objects(self, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]:
         """Every object under ``prefix``, in key order, after ``start_after`` if given."""
@@ -232,14 +266,7 @@ class S3Client:
         The next page is requested as soon as a page arrives, so the server works on it
         while the caller takes in this one.
         """
-        params: dict[str, Any] = {"Prefix": prefix}
-        if start_after:
-            params["StartAfter"] = start_after
-        page = None
-        if not start_after and self._checked_page is not None and self._checked_page[0] == prefix:
-            page, self._checked_page = self._checked_page[1], None
-        if page is None:
-            page = self._list_page(params)
+        page = self._first_page(prefix, start_after)
         requester: ThreadPoolExecutor | None = None  # only for listings of more than a page
         try:
             while True:
@@ -255,6 +282,26 @@ class S3Client:
         finally:
             if requester is not None:
                 requester.shutdown(wait=False, cancel_futures=True)
+
+    def list_page(self, prefix: str, start_after: str | None = None) -> ListPage:
+        """One page of keys under ``prefix`` after ``start_after``: the step of a listing that jumps.
+
+        A windowed listing (:mod:`s3logfs.windowlisting`) decides after each page where the
+        next one starts, so nothing is requested ahead.
+        """
+        page = self._first_page(prefix, start_after)
+        objects = [_object_info(item) for item in page.get("Contents", ())]
+        return ListPage(objects, bool(page.get("IsTruncated")))
+
+    def _first_page(self, prefix: str, start_after: str | None) -> Any:
+        """The response for a listing's first page; the access check's page when it is that one."""
+        if not start_after and self._checked_page is not None and self._checked_page[0] == prefix:
+            page, self._checked_page = self._checked_page[1], None
+            return page
+        params: dict[str, Any] = {"Prefix": prefix}
+        if start_after:
+            params["StartAfter"] = start_after
+        return self._list_page(params)
 
     def _list_page(self, params: dict[str, Any]) -> Any:
         self.stats.add(lists=1)

@@ -152,6 +152,8 @@ class StreamReader:
 
         def settle(position: int) -> Span:
             entry = entries[position]
+            if self.catalog.fetcher.transforms:  # --records: no probe sizes the lines, decoding does
+                return self._settle(entry)
             try:
                 size, exact = self.catalog.decoded_size(entry, sniff=entry.info.size > MULTI_MEMBER_DECODE_LIMIT)
             except S3LogFSError as error:
@@ -277,6 +279,13 @@ class StreamReader:
                     continue
                 self._scheduled.add(token)
             self._fetch_pool.submit(self._prefetch_one, position, entry)
+
+    def exact_length(self, position: int) -> int:
+        """The exact stream length of the object at ``position``, decoding it if needed."""
+        span = self.index.spans[position]
+        if not span.exact:
+            self._make_exact(position, self.catalog.by_key[span.key])
+        return self.index.spans[position].length
 
     def _make_exact(self, position: int, entry: Entry) -> None:
         """Decode the entry into the cache and give its span the exact length."""

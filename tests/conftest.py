@@ -35,9 +35,12 @@ _bucket_numbers = itertools.count()
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _environment() -> Iterator[None]:
+def _environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """AWS test credentials, and a private HOME: no test reads or writes the user's config or cache."""
     saved = dict(os.environ)
     os.environ.update(CREDENTIALS)
+    home = tmp_path_factory.mktemp("home")
+    os.environ.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_CACHE_HOME=str(home / ".cache"))
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
         os.environ.pop(name, None)
     yield

@@ -81,8 +81,8 @@ def test_a_listing_that_breaks_keeps_the_mount_and_the_poller_lists_on(
     wait_for(lambda: "listing stopped after 1000 objects" in mount.log(), timeout=60)
     assert run(["stat", "-c", "%s", str(mount.path / "stream")]).stdout.strip()  # the stream answers
     wait_for(lambda: fault.count == 0, timeout=60)
-    names = wait_for(lambda: len(found := os.listdir(mount.path)) == 2 + PAGES_OF_KEYS and found, timeout=30)
-    assert sorted(names) == sorted([".bookmarks", "stream", *boto3_names(server, paged_bucket, "logs/")])
+    names = wait_for(lambda: len(found := os.listdir(mount.path)) == 1 + PAGES_OF_KEYS and found, timeout=30)
+    assert sorted(names) == sorted(["stream", *boto3_names(server, paged_bucket, "logs/")])
     expected = b"".join(f"line {n}\n".encode() for n in range(PAGES_OF_KEYS))
     wait_for(lambda: os.stat(mount.path / "stream").st_size == len(expected), timeout=60)
     assert (mount.path / "stream").read_bytes() == expected
@@ -92,7 +92,7 @@ def test_an_empty_prefix_gives_an_empty_stream(server: LocalS3Server, paged_buck
     mount = mount_factory(paged_bucket, "nothing-here/", "--poll-interval", "0")
     assert run(["stat", "-c", "%s", str(mount.path / "stream")], timeout=20, text=True).stdout.strip() == "0"
     assert run(["cat", str(mount.path / "stream")], timeout=20).stdout == b""
-    assert sorted(os.listdir(mount.path)) == [".bookmarks", "stream"]
+    assert sorted(os.listdir(mount.path)) == ["stream"]
 
 
 def test_unmount_while_listing_ends_the_daemon_cleanly(

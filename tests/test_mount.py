@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import random
 import stat
 import subprocess
@@ -173,7 +174,7 @@ def test_ls_l_shows_every_kind_of_entry(s3: Any, bucket: str, mount_one: Any) ->
     fail with EIO; sizes come from GETATTR (``attr_timeout=0``) and must be the content's.
     """
     put_all(s3, bucket, {**CONTENTS, "logs/sub/deeper.log": b"deep\n"})
-    mount = mount_one("--poll-interval", "0", prefix="logs/")
+    mount = mount_one("--poll-interval", "0", "--writable-bookmarks", prefix="logs/")
     run(["touch", str(mount.path / ".bookmarks" / "reader")])
     listed = run(["ls", "-laR", "--time-style=+%s", str(mount.path)], text=True).stdout
     rows: dict[Path, tuple[str, int]] = {}
@@ -186,9 +187,11 @@ def test_ls_l_shows_every_kind_of_entry(s3: Any, bucket: str, mount_one: Any) ->
         if len(fields) == 7 and fields[6] not in (".", ".."):  # not "total N" or a blank line
             rows[directory / fields[6]] = (fields[0][0], int(fields[4]))
     files = {"plain.log": 22, "single.log": 42, "empty.log": 0, "sub/deeper.log": 5}
-    growing = {"stream", "multi", ".bookmarks/reader"}  # sizes that change as the mount reads
-    directories = {".bookmarks", "sub"}
-    assert set(rows) == {mount.path / name for name in [*files, *growing, *directories]}
+    growing = {"stream", "multi"}  # sizes that change as the mount reads
+    directories = {"sub"}
+    assert set(rows) == {mount.path / name for name in [*files, *growing, *directories]}  # never .bookmarks
+    cursors = run(["ls", "-la", str(mount.path / ".bookmarks")], text=True).stdout
+    assert re.search(r"^-rw-r--r-- .* reader$", cursors, re.MULTILINE), cursors
     for name, size in files.items():
         assert rows[mount.path / name] == ("-", size) == ("-", len(cat(mount.path / name))), name
     for name in growing:
@@ -227,10 +230,12 @@ def test_hostile_names_are_reachable_and_contained(s3: Any, bucket: str, mount_o
         assert cat(path) == HOSTILE[key], key
 
 
-def test_read_only(s3: Any, bucket: str, mount_one: Any) -> None:
+@pytest.mark.parametrize("mode", [[], ["--writable-bookmarks"]], ids=["read-only", "writable-bookmarks"])
+def test_read_only(s3: Any, bucket: str, mount_one: Any, mode: list[str]) -> None:
+    """Every data write fails with EROFS, whether or not bookmarks are writable."""
     put_all(s3, bucket, CONTENTS)
     before = {o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
-    mount = mount_one(prefix="logs/")
+    mount = mount_one(*mode, prefix="logs/")
     attempts = [
         ["touch", str(mount.path / "plain.log")],
         ["touch", str(mount.path / "new-file")],

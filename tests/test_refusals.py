@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import is_mounted, run, s3logfs_command, unmount_quietly
+from conftest import is_mounted, run, s3logfs_command, unmount_quietly, wait_for
 from s3logfs.localserver import LocalS3Server
 
 
@@ -138,3 +139,83 @@ def test_umount_unmounts(server: LocalS3Server, bucket: str, s3: Any, mount_fact
 def test_bad_source(empty_dir: Path, tmp_path: Path) -> None:
     line = refuse(s3logfs_command("mount", "s3://", str(empty_dir)), empty_dir)
     assert "no bucket" in line
+
+
+def test_endpoint_without_a_scheme(server: LocalS3Server, bucket: str, empty_dir: Path, tmp_path: Path) -> None:
+    bare = server.endpoint_url.removeprefix("http://")
+    command = s3logfs_command("mount", bucket, str(empty_dir), "--endpoint-url", bare, "--cache-dir", str(tmp_path))
+    line = refuse(command, empty_dir)
+    assert f"bad endpoint URL '{bare}'" in line and f"try http://{bare}" in line
+
+
+@pytest.fixture
+def web_server(tmp_path: Path) -> Iterator[str]:
+    """A plain web server: it answers HTTP, but not as S3 does."""
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_endpoint_that_is_not_s3(web_server: str, empty_dir: Path, tmp_path: Path) -> None:
+    command = s3logfs_command("mount", "some-bucket", str(empty_dir), "--endpoint-url", web_server,
+                              "--cache-dir", str(tmp_path / "cache"))
+    line = refuse(command, empty_dir)
+    assert f"the endpoint {web_server} does not answer like S3" in line
+    assert "bucket not found" not in line
+
+
+def test_an_empty_prefix_mounts_with_a_note(server: LocalS3Server, bucket: str, empty_dir: Path,
+                                            tmp_path: Path) -> None:
+    try:
+        result = run(mount_command(server, f"{bucket}/nothing-yet/", empty_dir, tmp_path))
+        assert is_mounted(empty_dir)
+        lines = result.stderr.decode().splitlines()
+        assert lines == [f"s3logfs: nothing under s3://{bucket}/nothing-yet/ yet: the mount is empty, "
+                         "they appear as they arrive"]
+    finally:
+        unmount_quietly(empty_dir)
+
+
+def test_a_busy_mount_names_itself_and_unmounts_lazily(server: LocalS3Server, bucket: str, s3: Any,
+                                                       mount_factory: Any) -> None:
+    s3.put_object(Bucket=bucket, Key="a.log", Body=b"a\n")
+    mount = mount_factory(bucket)
+    pid = mount.pid
+    with open(mount.path / "a.log", "rb") as reader:
+        line = refuse(s3logfs_command("umount", str(mount.path)), mount.path)
+        assert f"cannot unmount {mount.path}: it is busy" in line and f"s3logfs umount -z {mount.path}" in line
+        run(s3logfs_command("umount", "-z", str(mount.path)))
+        assert not is_mounted(mount.path)
+        assert reader.read() == b"a\n"  # a lazy unmount lets open files finish
+    wait_for(lambda: pid is None or not Path(f"/proc/{pid}").exists(), timeout=10)
+
+
+def test_a_foreground_mount_is_quiet(server: LocalS3Server, bucket: str, s3: Any, empty_dir: Path,
+                                     tmp_path: Path) -> None:
+    """At the default log level, ``mount -f`` prints nothing while all is well, and stops on SIGTERM."""
+    s3.put_object(Bucket=bucket, Key="a.log", Body=b"a\n")
+    process = subprocess.Popen(mount_command(server, bucket, empty_dir, tmp_path) + ["-f"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: is_mounted(empty_dir), timeout=30)
+        assert (empty_dir / "a.log").read_bytes() == b"a\n"
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        unmount_quietly(empty_dir)
+    assert (stdout, stderr.decode()) == (b"", "")
+    assert process.returncode == 0
+    assert not is_mounted(empty_dir)

@@ -230,7 +230,7 @@ def set_bookmark(mount: Mount, name: str, value: str) -> None:
 
 def test_bookmark_offsets_and_s3tail_form(s3: Any, bucket: str, mount_one: Any) -> None:
     put_all(s3, bucket, MIXED)
-    mount = mount_one(prefix="logs/")
+    mount = mount_one("--writable-bookmarks", prefix="logs/")
     expected = stream_reference(s3, bucket, sorted(MIXED))
     set_bookmark(mount, "here", "25")
     assert bookmark(mount, "here") == 25
@@ -255,7 +255,7 @@ def test_bookmark_offsets_and_s3tail_form(s3: Any, bucket: str, mount_one: Any) 
 
 def test_cursor_file_shows_only_what_is_new(s3: Any, bucket: str, mount_one: Any) -> None:
     put_all(s3, bucket, {"c/1.log": b"one\n", "c/2.log": b"two\n"})
-    mount = mount_one("--poll-interval", "1", prefix="c/")
+    mount = mount_one("--poll-interval", "1", "--writable-bookmarks", prefix="c/")
     cursor = mount.path / ".bookmarks" / "reader"
     run(["touch", str(cursor)])
     assert "reader" in os.listdir(mount.path / ".bookmarks")
@@ -275,7 +275,7 @@ def test_cursor_file_shows_only_what_is_new(s3: Any, bucket: str, mount_one: Any
 
 def test_bookmarks_persist_across_remount(s3: Any, bucket: str, mount_factory: Any) -> None:
     put_all(s3, bucket, MIXED)
-    first = mount_factory(bucket, "logs/")
+    first = mount_factory(bucket, "logs/", "--writable-bookmarks")
     set_bookmark(first, "kept", "17")
     run(["touch", str(first.path / ".bookmarks" / "cursor")])
     run(["head", "-c", "30", str(first.path / ".bookmarks" / "cursor")])
@@ -312,7 +312,7 @@ def test_cursor_bookmark_moves_when_the_reader_closes(s3: Any, bucket: str, moun
     fd 3 open, so only FLUSH can move the bookmark before the second ``cat``.
     """
     put_all(s3, bucket, {"c/1.log": b"one\n", "c/2.log": b"two\n"})
-    mount = mount_one(prefix="c/")
+    mount = mount_one("--writable-bookmarks", prefix="c/")
     cursor = mount.path / ".bookmarks" / "reader"
     run(["touch", str(cursor)])
     both = run(["sh", "-c", f"exec 3< '{cursor}'; cat <&3; echo ---; cat '{cursor}'"]).stdout
