@@ -334,6 +334,7 @@ class StreamBookmarks:
     def resolve(self, bookmark: Bookmark) -> Place:
         """Where ``bookmark`` points in this stream (clamped to its end)."""
         if bookmark.offset is not None:
+            self.exact_through(bookmark.offset)
             return self.at_offset(min(bookmark.offset, self.index.total()))
         if bookmark.line is not None:
             return self._after_key(bookmark.key, bookmark.line)
@@ -366,6 +367,18 @@ class StreamBookmarks:
         inner = _start_of_line(self.catalog.materialize(entry).path, line)
         return self._inside(position, inner)
 
+    def exact_through(self, offset: int) -> None:
+        """Make every span up to ``offset`` exact: an offset means bytes really there, not estimates.
+
+        This reads (and caches) the objects before ``offset`` that are still estimates, so
+        an offset is the costly way to name a place; ``KEY@BYTE`` costs one object at most.
+        """
+        position = 0
+        while position < len(self.index) and self.index.start(position) <= offset:
+            if not self.index.spans[position].exact:
+                self._exact_length(position)
+            position += 1
+
     def at_offset(self, offset: int) -> Place:
         position, inner = self.index.locate(offset)
         return Place(offset, position, inner)
@@ -376,6 +389,41 @@ class StreamBookmarks:
             if len(self._sorted_keys) != len(self.index):
                 self._sorted_keys = sorted(span.key for span in list(self.index.spans))
             return self._sorted_keys
+
+    def start_of(self, value: str | None) -> tuple[Place, str | None]:
+        """Where a reader given ``-b VALUE`` (or ``bookmark=``) starts, and the bookmark name to save.
+
+        VALUE is the name of a stored bookmark of this source, else a place (an offset,
+        ``KEY:LINE``, ``KEY@BYTE``), else a new name: the stream's start, saved under it.
+        """
+        if value is None:
+            return Place(0, 0, 0), None
+        value = value.strip()
+        if _NAME.match(value):
+            stored = self.store.get(value)
+            if stored is not None:
+                if not self._mine(stored):
+                    raise BookmarkTaken(f"bookmark {value!r} belongs to another source ({stored.source or 'none'})")
+                return self.resolve(stored), value
+        try:
+            bookmark = Bookmark.parse(value)
+        except UsageError:
+            if _NAME.match(value):
+                return Place(0, 0, 0), value
+            raise
+        if bookmark.source is not None and bookmark.source != self.source:
+            raise UsageError(f"that bookmark belongs to {bookmark.source}, not {self.source}")
+        if bookmark.offset is not None:
+            self.exact_through(bookmark.offset)
+            if bookmark.offset > self.index.total():
+                raise UsageError(f"offset {bookmark.offset} is past the end of the stream ({self.index.total()})")
+        return self.resolve(bookmark), None
+
+    def previous_key(self, key: str) -> str:
+        """The greatest key of this stream that sorts before ``key`` ("" if none): s3tail's marker."""
+        keys = self._keys()
+        before = bisect.bisect_left(keys, key)
+        return keys[before - 1] if before > 0 else ""
 
     # from a place in the stream to a bookmark --------------------------------------
 
@@ -389,13 +437,11 @@ class StreamBookmarks:
             inner = self.index.spans[position].length - 1
         return Bookmark(source=self.source, key=self.index.spans[position].key, byte=inner + 1)
 
-    def _as_s3tail(self, bookmark: Bookmark) -> Bookmark:
-        """``bookmark`` in s3tail's bare ``PREVIOUS_KEY:LINE`` form, for a bookmark that had it."""
+    def as_s3tail(self, bookmark: Bookmark) -> Bookmark:
+        """``bookmark`` in s3tail's bare ``PREVIOUS_KEY:LINE`` form (what ``cat`` prints)."""
         if bookmark.byte is None:
             return replace(bookmark, source=None)
-        keys = self._keys()
-        before = bisect.bisect_left(keys, bookmark.key)
-        previous = keys[before - 1] if before > 0 else ""
+        previous = self.previous_key(bookmark.key)
         entry = self.catalog.by_key[bookmark.key]
         lines = _lines_before(self.catalog.materialize(entry).path, bookmark.byte)
         return Bookmark(key=previous, line=lines)
@@ -416,6 +462,7 @@ class StreamBookmarks:
         if bookmark.source is not None and bookmark.source != self.source:
             raise UsageError(f"that bookmark belongs to {bookmark.source}, not {self.source}")
         if bookmark.offset is not None:
+            self.exact_through(bookmark.offset)
             if bookmark.offset > self.index.total():
                 raise UsageError(f"offset {bookmark.offset} is past the end of the stream ({self.index.total()})")
             bookmark = self.bookmark_at(bookmark.offset)
@@ -433,7 +480,7 @@ class StreamBookmarks:
             if current is None:
                 return target if create else None
             if current.source is None:
-                return self._as_s3tail(target)
+                return self.as_s3tail(target)
             return target
 
         self._update(name, moved)

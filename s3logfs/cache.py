@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -36,6 +37,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from .errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,7 @@ class DiskCache:
         self.root = root
         self.max_age = max_age_hours * 3600.0
         self.max_bytes = max_bytes
+        check_cache_dir(self.root)
         _make_private_dir(self.root)
         self._lock = threading.Lock()
 
@@ -217,6 +221,29 @@ class _Writer:
         self._handle.write(data)
         if data:
             self.last_byte = data[-1:]
+
+
+def check_cache_dir(path: Path) -> None:
+    """Refuse a cache directory that another user owns or that others can write to.
+
+    Whoever can write there can plant content that the mount would serve as an object's
+    (the cache trusts its records), so such a directory is never used, nor made private
+    behind its owner's back. A directory that does not exist yet is created private.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise UsageError(f"cannot use cache directory {path}: {error.strerror}") from error
+    if not stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"cache directory {path} is not a directory")
+    if info.st_uid != os.geteuid():
+        raise UsageError(f"cache directory {path} belongs to another user (uid {info.st_uid}): "
+                         "give a directory of your own with --cache-dir")
+    if info.st_mode & 0o022:
+        raise UsageError(f"cache directory {path} is writable by others (mode {stat.S_IMODE(info.st_mode):o}): "
+                         f"run chmod go-w {path}, or give another --cache-dir")
 
 
 def _make_private_dir(path: Path) -> None:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from . import __version__
+from . import __version__, validation
 from .cache import DiskCache
 from .config import (
+    CatOptions,
     MountOptions,
     Settings,
     common_options,
@@ -31,8 +33,17 @@ from .windowlisting import list_window
 log = logging.getLogger(__name__)
 
 
-def _common_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, its errors on one line like every other error (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"s3logfs: {message} (see {self.prog} --help)\n")
+
+
+def _common_parser(suppress: bool = False) -> argparse.ArgumentParser:
+    """The options every command takes. ``suppress`` leaves unset ones out of the namespace, for
+    a sub-action whose parent command takes them too (argparse would reset the parent's values)."""
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS if suppress else None)
     group = common.add_argument_group("common options")
     group.add_argument("--region", help="AWS region")
     group.add_argument("--profile", help="AWS profile name")
@@ -40,15 +51,18 @@ def _common_parser() -> argparse.ArgumentParser:
     group.add_argument("--cache-dir", help="cache directory (default: ~/.cache/s3logfs)")
     group.add_argument("--cache-hours", type=float, help="drop cache entries unused this long; 0 disables (24)")
     group.add_argument("--cache-max-size", help="cache size limit, such as 2G (default: none)")
+    group.add_argument("--timeout", type=float, metavar="S",
+                       help="seconds a request or download may go without an answer or a byte, retries "
+                       "included, before it fails (30)")
     group.add_argument("--log-level", help="DEBUG, INFO, WARNING (default) or ERROR")
     group.add_argument("--log-file", help="log to this file instead of stderr")
-    group.add_argument("-c", "--config-file", help="INI config file (default: ~/.s3logfsrc)")
+    group.add_argument("-c", "--config-file", help="INI config file (default: the first of ~/.config/s3logfs/config.ini, ~/.s3logfsrc, ~/.s3tailrc)")
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common_parser()
-    parser = argparse.ArgumentParser(prog="s3logfs", description="Read AWS logs kept in S3 as local files.")
+    parser = _OneLineParser(prog="s3logfs", description="Read AWS logs kept in S3 as local files.")
     parser.add_argument("--version", action="version", version=f"s3logfs {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -63,8 +77,37 @@ def build_parser() -> argparse.ArgumentParser:
     mount.add_argument("--writable-bookmarks", action="store_true", default=None,
                        help="mount read-write for bookmarks only: touch/rm cursor files, setfattr on stream "
                        "(default: a read-only mount; use s3logfs bookmarks)")
+    mount.add_argument("--skip-errors", action="store_true", default=None,
+                       help="leave an object that cannot be read (missing, corrupt, failing after every "
+                       "retry) out of stream, logged and counted, instead of an I/O error")
     _add_records_option(mount)
     _add_window_options(mount)
+
+    cat = commands.add_parser("cat", parents=[common], help="print the stream to stdout (s3tail's workflow, no FUSE)")
+    cat.add_argument("source", metavar="[s3://]BUCKET[/PREFIX]")
+    cat.add_argument("-b", "--bookmark", metavar="BOOKMARK",
+                     help="start at a named bookmark (saved again at the end), KEY:LINE, KEY@BYTE or an offset")
+    cat.add_argument("-f", "--follow", action="store_true", default=None, help="wait for new objects at the end")
+    cat.add_argument("--poll-interval", type=float, help="seconds between listings of new keys with -f (10)")
+    cat.add_argument("--prefetch", type=int, help="objects read ahead in parallel (16)")
+    cat.add_argument("--progress", action="store_true", default=None,
+                     help="a live progress line on stderr (only when stderr is a terminal)")
+    _add_records_option(cat)
+    _add_window_options(cat)
+
+    bookmarks = commands.add_parser("bookmarks", parents=[common], help="list, show, set or remove named bookmarks")
+    actions = bookmarks.add_subparsers(dest="bookmarks_command", metavar="ACTION")
+    again = _common_parser(suppress=True)
+    actions.add_parser("list", parents=[again], help="every bookmark: name, source and place (the default)")
+    get = actions.add_parser("get", parents=[again], help="the stored value of one bookmark")
+    get.add_argument("name")
+    set_ = actions.add_parser("set", parents=[again], help="create or move a bookmark")
+    set_.add_argument("name")
+    set_.add_argument("source", metavar="SOURCE", help="[s3://]BUCKET[/PREFIX], or a mountpoint of s3logfs")
+    set_.add_argument("place", nargs="?", default=":0",
+                      help="KEY:LINE (line LINE+1 of the key after KEY) or KEY@BYTE (default: the start, ':0')")
+    remove = actions.add_parser("rm", parents=[again], help="remove a bookmark")
+    remove.add_argument("name")
 
     umount = commands.add_parser("umount", help="unmount")
     umount.add_argument("mountpoint", type=Path)
@@ -125,6 +168,17 @@ def records_option(settings: Settings, raw: bool = False) -> str:
     return mode
 
 
+def poll_interval_option(settings: Settings) -> float:
+    """``--poll-interval``, checked: 0 (off), or 0.1 s to a week."""
+    value = settings.get("poll_interval", 10.0, float)
+    return validation.seconds("poll_interval", value, validation.MIN_POLL_INTERVAL, off=True)
+
+
+def prefetch_option(settings: Settings) -> int:
+    """``--prefetch``, checked: 0 (no read-ahead) to 256 objects."""
+    return validation.count("prefetch", settings.get("prefetch", 16, int), 0, validation.MAX_PREFETCH)
+
+
 def mount_options(args: argparse.Namespace) -> MountOptions:
     settings, config_file = _settings(args)
     common = common_options(settings, config_file)
@@ -135,11 +189,12 @@ def mount_options(args: argparse.Namespace) -> MountOptions:
         prefix=prefix,
         mountpoint=args.mountpoint.expanduser().absolute(),
         foreground=bool(settings.get("foreground", False, bool)),
-        poll_interval=settings.get("poll_interval", 10.0, float),
-        prefetch=max(0, settings.get("prefetch", 16, int)),
+        poll_interval=poll_interval_option(settings),
+        prefetch=prefetch_option(settings),
         raw=bool(settings.get("raw", False, bool)),
         allow_other=bool(settings.get("allow_other", False, bool)),
         writable_bookmarks=bool(settings.get("writable_bookmarks", False, bool)),
+        skip_errors=bool(settings.get("skip_errors", False, bool)),
         records=records_option(settings, raw=bool(settings.get("raw", False, bool))),
         window=window_option(args),
     )
@@ -183,6 +238,69 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cat_options(args: argparse.Namespace) -> CatOptions:
+    settings, config_file = _settings(args)
+    bucket, prefix = parse_source(args.source)
+    return CatOptions(
+        common=common_options(settings, config_file),
+        bucket=bucket,
+        prefix=prefix,
+        poll_interval=poll_interval_option(settings),
+        prefetch=prefetch_option(settings),
+        records=records_option(settings),
+        window=window_option(args),
+        follow=bool(args.follow),
+        bookmark=args.bookmark,
+        progress=bool(args.progress),
+    )
+
+
+def _cmd_cat(args: argparse.Namespace) -> int:
+    from .cat import run_cat
+
+    options = cat_options(args)
+    setup_logging(options.common.log_level, options.common.log_file)
+    return run_cat(options)
+
+
+def _cmd_bookmarks(args: argparse.Namespace) -> int:
+    from .bookmarks import Bookmark, BookmarkStore
+
+    settings, config_file = _settings(args)
+    store = BookmarkStore(common_options(settings, config_file).config_file)
+    action = args.bookmarks_command or "list"
+    if action == "list":
+        for name, bookmark in sorted(store.all().items()):
+            print(f"{name}\t{bookmark.source or '(s3tail: any source naming the key)'}\t{bookmark.describe()}")
+    elif action == "get":
+        bookmark = store.get(args.name)
+        if bookmark is None:
+            raise UsageError(f"no bookmark named {args.name!r} in {store.path}")
+        print(bookmark.format())
+    elif action == "set":
+        place = Bookmark.parse(args.place)
+        if place.offset is not None:
+            raise UsageError("an offset depends on one stream's order: give KEY:LINE or KEY@BYTE "
+                             "(or setfattr on a mount's stream, with --writable-bookmarks)")
+        store.set(args.name, Bookmark(source=_bookmark_source(args.source), key=place.key, byte=place.byte,
+                                      line=place.line))
+    elif not store.remove(args.name):
+        raise UsageError(f"no bookmark named {args.name!r} in {store.path}")
+    return 0
+
+
+def _bookmark_source(text: str) -> str:
+    """``s3://bucket/prefix`` from a source or from a mountpoint of s3logfs (its root's xattr)."""
+    path = Path(text).expanduser()
+    if not text.startswith("s3://") and path.is_dir():
+        try:
+            return os.getxattr(path, "user.s3logfs.source").decode()
+        except OSError as error:
+            raise UsageError(f"{path} is not an s3logfs mount ({error.strerror})") from error
+    bucket, prefix = parse_source(text)
+    return f"s3://{bucket}/{prefix}"
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -190,13 +308,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = file_options(read_config_file(explicit)) if explicit else {}  # never the user's own file
     common = common_options(Settings(vars(args), config), explicit)
     setup_logging(common.log_level, common.log_file)
-    return run_demo(args.mountpoint, args.interval, common)
+    return run_demo(args.mountpoint, validation.seconds("interval", args.interval, validation.MIN_POLL_INTERVAL), common)
 
 
 _COMMANDS: dict[str, Any] = {
     "mount": _cmd_mount,
     "umount": _cmd_umount,
     "cache": _cmd_cache,
+    "cat": _cmd_cat,
+    "bookmarks": _cmd_bookmarks,
     "demo": _cmd_demo,
 }
 

@@ -19,11 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from .cache import default_cache_dir
+from . import validation
 from .errors import UsageError
+from .redaction import RedactingFilter
 from .s3 import S3Config
 from .timewindow import Window
 
 S3TAIL_OPTION_NAMES = {"cache_path": "cache_dir"}
+DEFAULT_TIMEOUT = 30.0
+"""``--timeout``: seconds without an answer or a byte before a request or a download fails."""
+CONNECT_TIMEOUT = 5.0
+"""The longest a connection takes to open: ``--timeout`` when that is shorter."""
 """s3tail's option names that s3logfs spells differently."""
 
 
@@ -115,6 +121,31 @@ class MountOptions:
     """``--records`` (SPEC section 10): one of :data:`s3logfs.records.MODES`."""
     window: Window | None = None
     """``--since``/``--until`` (SPEC section 10); None shows every object."""
+    skip_errors: bool = False
+    """``--skip-errors``: the stream leaves out an object it cannot read instead of giving EIO."""
+
+    @property
+    def source(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+@dataclass(frozen=True)
+class CatOptions:
+    """Options of ``s3logfs cat`` and of :class:`s3logfs.LogStream`: a source read without FUSE."""
+
+    common: CommonOptions
+    bucket: str
+    prefix: str
+    poll_interval: float = 10.0
+    prefetch: int = 16
+    records: str = "none"
+    window: Window | None = None
+    skip_errors: bool = False
+    follow: bool = False
+    bookmark: str | None = None
+    """``-b``: a bookmark name, ``KEY:LINE``, ``KEY@BYTE`` or a stream offset."""
+    progress: bool = False
+    raw: bool = False
 
     @property
     def source(self) -> str:
@@ -146,16 +177,21 @@ class Settings:
 def common_options(settings: Settings, config_file: Path | None) -> CommonOptions:
     max_size = settings.get("cache_max_size")
     log_file = settings.get("log_file")
+    timeout = validation.seconds("timeout", settings.get("timeout", DEFAULT_TIMEOUT, float), validation.MIN_TIMEOUT)
     s3 = S3Config(
         region=settings.get("region"),
         profile=settings.get("profile"),
         endpoint_url=settings.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL") or None,
+        connect_timeout=min(timeout, CONNECT_TIMEOUT),
+        read_timeout=timeout,
+        timeout=timeout,
     )
     return CommonOptions(
         s3=s3,
         cache_dir=Path(settings.get("cache_dir") or default_cache_dir()).expanduser(),
-        cache_hours=settings.get("cache_hours", 24.0, float),
-        cache_max_size=parse_size(max_size) if isinstance(max_size, str) else max_size,
+        cache_hours=validation.hours("cache_hours", settings.get("cache_hours", 24.0, float)),
+        cache_max_size=None if max_size is None else validation.size(
+            "cache_max_size", parse_size(max_size) if isinstance(max_size, str) else max_size),
         log_level=str(settings.get("log_level", "WARNING")).upper(),
         log_file=Path(log_file).expanduser() if log_file else None,
         config_file=find_config_file(config_file),
@@ -163,7 +199,11 @@ def common_options(settings: Settings, config_file: Path | None) -> CommonOption
 
 
 def setup_logging(level: str, log_file: Path | None) -> None:
-    """Log to ``log_file`` or stderr. botocore stays at WARNING so that no credential is logged."""
+    """Log to ``log_file`` or stderr, through :class:`~s3logfs.redaction.RedactingFilter`.
+
+    botocore's own lines (whole requests, signatures) come only at DEBUG, and redacted like
+    every other line; libfuse's binding stays at WARNING.
+    """
     handler: logging.Handler
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -171,11 +211,14 @@ def setup_logging(level: str, log_file: Path | None) -> None:
     else:
         handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     try:
         root.setLevel(level)
     except ValueError as error:
         raise UsageError(f"unknown log level: {level}") from error
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "mfusepy", "fuse"):
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(root.level if root.level <= logging.DEBUG else max(logging.WARNING, root.level))
+    for noisy in ("mfusepy", "fuse"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -58,7 +58,8 @@ class Request:
 
 @dataclass
 class Fault:
-    """Make the next ``count`` matching requests fail: ``status`` 5xx, or a body cut after ``truncate_at``."""
+    """Make the next ``count`` matching requests fail: ``status`` 5xx, a body cut after
+    ``truncate_at``, or a stall of ``stall`` seconds."""
 
     count: int
     kind: str = "get"
@@ -67,6 +68,12 @@ class Fault:
     key_contains: str = ""
     skip: int = 0
     """Matching requests to let through before the fault starts."""
+    stall: float = 0.0
+    """Seconds to hold the request, accepted and unanswered, before serving it (a stalled server;
+    :meth:`CountingMiddleware.release_stalls` ends every stall at once). Give ``status=None``."""
+    every: int = 0
+    """Fault only one matching request in ``every`` (20 fails 5%); 0 faults each one."""
+    seen: int = 0
 
 
 @dataclass
@@ -97,10 +104,17 @@ class CountingMiddleware:
         self.counters = Counters()
         self.faults: list[Fault] = []
         self._lock = threading.Lock()
+        self._stalls = threading.Event()
 
     def reset(self) -> None:
         with self._lock:
             self.counters = Counters()
+
+    def release_stalls(self) -> None:
+        """End every stall in progress; later stalls hold again."""
+        with self._lock:
+            released, self._stalls = self._stalls, threading.Event()
+        released.set()
 
     def _take_fault(self, kind: str, key: str) -> Fault | None:
         with self._lock:
@@ -108,6 +122,9 @@ class CountingMiddleware:
                 if fault.count > 0 and fault.kind == kind and fault.key_contains in key:
                     if fault.skip > 0:
                         fault.skip -= 1
+                        return None
+                    fault.seen += 1
+                    if fault.every and fault.seen % fault.every:
                         return None
                     fault.count -= 1
                     return fault
@@ -157,6 +174,10 @@ class CountingMiddleware:
             if self.latency:
                 time.sleep(self.latency)
             fault = self._take_fault(kind, key)
+            if fault is not None and fault.stall:
+                with self._lock:
+                    stalls = self._stalls
+                stalls.wait(fault.stall)
             if fault is not None and fault.status is not None:
                 return self._fail(fault.status, method, kind, bucket, key, environ, start_response)
             started: list[Any] = []

@@ -26,25 +26,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from .bookmarks import BookmarkStore, StreamBookmarks
-from .cache import DiskCache
-from .catalog import Catalog
+from .cache import check_cache_dir
 from .config import MountOptions
+from .engine import Engine, build_engine
 from .errors import S3LogFSError, UsageError
 from .filesystem import LogFilesystem, ViewOptions
-from .index import StreamIndex
-from .names import Tree
-from .objects import ObjectFetcher
-from .records import cache_subdir
 from .s3 import S3Client, Stats
-from .stream import StreamReader
 
 log = logging.getLogger(__name__)
 
-RESERVED_ROOT_NAMES = frozenset({"stream", ".bookmarks"})
 READY_TIMEOUT = 120.0
 _EVICT_EVERY = 300.0
 _SAVE_EVERY = 5.0
@@ -53,52 +45,6 @@ FUSE_HINT = "install FUSE: apt-get install fuse3 libfuse2 (Debian/Ubuntu) or dnf
 
 class FuseMissing(S3LogFSError):
     """FUSE is not usable on this machine."""
-
-
-@dataclass
-class Engine:
-    """Everything below the FUSE layer, wired for one bucket prefix."""
-
-    client: S3Client
-    cache: DiskCache
-    fetcher: ObjectFetcher
-    catalog: Catalog
-    reader: StreamReader
-    bookmarks: StreamBookmarks
-
-    def load(self) -> None:
-        """List the prefix; the stream keeps the order a previous mount saved with this cache."""
-        self.catalog.subscribe(self.reader.on_added)
-        self.catalog.load(self.reader.saved_order())
-
-    def close(self) -> None:
-        self.catalog.stop()
-        self.reader.close()
-        self.cache.close()
-
-
-def dir_prefix(prefix: str) -> str:
-    """The directory a prefix lists: ``logs/prod-2016`` shows the keys of ``logs/``."""
-    return prefix[: prefix.rfind("/") + 1]
-
-
-def build_engine(options: MountOptions, client: S3Client | None = None) -> Engine:
-    common = options.common
-    client = client or S3Client(options.bucket, common.s3, Stats())
-    cache_dir = common.cache_dir / "raw" if options.raw else common.cache_dir  # stored bytes apart
-    records_dir = cache_subdir(options.records)
-    if records_dir is not None:  # transformed content apart, one directory per mode
-        cache_dir = common.cache_dir / records_dir
-    cache = DiskCache.open(cache_dir, common.cache_hours, common.cache_max_size)
-    fetcher = ObjectFetcher(client, cache, decode=not options.raw, records=options.records)
-    tree = Tree(dir_prefix(options.prefix), not options.raw, set(RESERVED_ROOT_NAMES), first_ino=16)
-    catalog = Catalog(fetcher, options.prefix, tree, options.poll_interval, window=options.window)
-    state_file = None if cache.ephemeral else StreamIndex.state_path(cache.root, options.bucket, options.prefix)
-    index = StreamIndex(state_file, persist=options.window is None)  # a window's offsets are its own
-    reader = StreamReader(catalog, index, options.prefetch)
-    store = BookmarkStore(common.config_file)
-    bookmarks = StreamBookmarks(store, options.source, options.prefix, catalog, index, reader.exact_length)
-    return Engine(client, cache, fetcher, catalog, reader, bookmarks)
 
 
 def check_fuse() -> None:
@@ -157,6 +103,7 @@ def preflight(options: MountOptions) -> tuple[S3Client, bool]:
     the prefix holds any object yet."""
     check_fuse()
     check_mountpoint(options.mountpoint)
+    check_cache_dir(options.common.cache_dir)
     client = S3Client(options.bucket, options.common.s3, Stats())
     return client, client.check_access(options.prefix)
 

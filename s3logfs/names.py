@@ -7,7 +7,8 @@ README, is:
   non-``/`` character on both sides. Any other ``/`` (leading, trailing or doubled)
   stays inside a name, as ``%2F``.
 * In each name, ``%``, ``/``, control characters and DEL are percent-encoded
-  (``%25``, ``%2F``, ``%0A``...). A name that is ``.`` or ``..`` is written ``%2E`` or
+  (``%25``, ``%2F``, ``%0A``...), and so is each byte that is not valid UTF-8 (``%80`` to
+  ``%FF``; Python carries it as a surrogate escape). A name that is ``.`` or ``..`` is written ``%2E`` or
   ``%2E%2E``. Percent-decoding each name and joining with ``/`` gives the key back.
 * A ``.gz`` suffix is dropped from file names (``--raw`` keeps it). When the shorter
   name is taken (``a.log`` beside ``a.log.gz``), the file keeps its ``.gz``.
@@ -33,7 +34,10 @@ from dataclasses import dataclass, field
 NAME_MAX = 255
 _TRUNCATED_KEEP = 200
 _SPLIT = re.compile(r"(?<=[^/])/(?=[^/])")
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f%/]")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f%/\udc80-\udcff]")
+"""Percent-encoded in names: controls, DEL, ``%``, ``/``, and the surrogate escapes that stand for
+bytes that are not valid UTF-8 (each becomes its byte, ``%80`` to ``%FF``): names reach the kernel
+as UTF-8, which cannot carry a lone surrogate."""
 
 
 def split_key(relative_key: str) -> list[str]:
@@ -47,7 +51,7 @@ def encode_name(raw: str) -> str:
         return "%2E" * len(raw)
     if raw == "":
         return "%00"  # only a key equal to the mount directory itself; S3 keys hold no NUL
-    return _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), raw)
+    return _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "surrogateescape")), raw)
 
 
 def _encode_first_plain_char(name: str) -> str | None:

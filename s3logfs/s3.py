@@ -83,6 +83,9 @@ class S3Config:
     max_pool_connections: int = 32
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    timeout: float = 30.0
+    """``--timeout``: the longest a call, its retries included, or an object's download may go
+    without an answer or a byte. Past it nothing is retried: the call fails (EIO for a read)."""
     max_attempts: int = 6
     retry_mode: str = "adaptive"
 
@@ -106,6 +109,8 @@ class Stats:
     errors: int = 0
     records_unparsed: int = 0
     """Records that ``--records`` passed through because they could not be parsed."""
+    skips: int = 0
+    """Objects that ``--skip-errors`` left out of the stream because they could not be read."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **deltas: int) -> None:
@@ -131,6 +136,7 @@ class Stats:
                 "retries": self.retries,
                 "errors": self.errors,
                 "records_unparsed": self.records_unparsed,
+                "skips": self.skips,
             }
 
 
@@ -175,6 +181,9 @@ class S3Client:
         self.config = config
         self.stats = stats or Stats()
         self._client = self._make_client(config)
+        self._deadline = threading.local()
+        """The monotonic time past which this thread's call is not retried (see :meth:`_call`)."""
+        self._client.meta.events.register_first("needs-retry.s3", self._retry_before_deadline)
         self._checked_page: tuple[str, Any] | None = None
 
     @staticmethod
@@ -201,10 +210,32 @@ class S3Client:
         skip_second_listing_parse(client.meta.events)
         return client
 
-    def _call(self, operation: str, key: str | None = None, **params: Any) -> Any:
-        """Run one S3 call, count it, and translate its failure into our error tree."""
+    def _retry_before_deadline(self, **_: Any) -> bool | None:
+        """botocore's ``needs-retry`` hook, run before its retry handler: False (no retry) once
+        the calling thread is past its deadline; None lets botocore's retry mode decide."""
+        deadline = getattr(self._deadline, "value", None)
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        return None
+
+    def _call(self, operation: str, key: str | None = None, deadline: float | None = None, **params: Any) -> Any:
+        """Run one S3 call, count it, and translate its failure into our error tree.
+
+        The call is not retried past ``deadline`` (default: ``timeout`` seconds from now), and
+        each of its requests waits at most the connect and read timeouts: a stalled server
+        costs about ``timeout`` seconds, never a hang.
+        """
+        deadline = time.monotonic() + self.config.timeout if deadline is None else deadline
+        if time.monotonic() >= deadline:
+            self.stats.add(errors=1)
+            raise S3Error(f"no progress within --timeout {self.config.timeout:g} s on s3://{self.bucket}/{key or ''}")
+        self._deadline.value = deadline
         try:
             response = getattr(self._client, operation)(Bucket=self.bucket, **params)
+        except (botocore.exceptions.ConnectTimeoutError, botocore.exceptions.ReadTimeoutError) as error:
+            self.stats.add(errors=1)
+            raise S3Error(f"no answer from {self._endpoint_name()} within --timeout {self.config.timeout:g} s "
+                          f"for s3://{self.bucket}/{key or ''}") from error
         except botocore.exceptions.ClientError as error:
             self.stats.add(errors=1)
             translated = self._translate(error, key)
@@ -219,6 +250,8 @@ class S3Client:
         except botocore.exceptions.BotoCoreError as error:
             self.stats.add(errors=1)
             raise S3Error(f"S3 request failed: {error}") from error
+        finally:
+            self._deadline.value = None
         retries = response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
         if retries:
             self.stats.add(retries=retries)
@@ -319,8 +352,9 @@ class S3Client:
 
     def get_range(self, key: str, byte_range: str, etag: str | None = None) -> bytes:
         """The bytes of one HTTP range (``"0-1"``, ``"-4"``) of an object, read whole."""
+        deadline = time.monotonic() + self.config.timeout
         for attempt in range(self.config.max_attempts):
-            response = self._get(key, f"bytes={byte_range}", etag)
+            response = self._get(key, f"bytes={byte_range}", etag, deadline)
             try:
                 data: bytes = response["Body"].read()
             except _BODY_ERRORS as error:
@@ -331,32 +365,38 @@ class S3Client:
         raise S3Error(f"giving up on s3://{self.bucket}/{key} after {self.config.max_attempts} broken bodies")
 
     def iter_object(self, key: str, etag: str | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-        """Stream a whole object, resuming broken bodies from the last good byte."""
+        """Stream a whole object, resuming broken bodies from the last good byte.
+
+        It gives up after ``max_attempts`` broken bodies, or once ``timeout`` seconds went by
+        without a byte, retries included; a slow download that keeps coming is never cut.
+        """
         position = 0
         failures = 0
+        progress = time.monotonic()
         while True:
-            response = self._get(key, f"bytes={position}-" if position else None, etag)
+            response = self._get(key, f"bytes={position}-" if position else None, etag, progress + self.config.timeout)
             try:
                 for chunk in response["Body"].iter_chunks(chunk_size):
                     position += len(chunk)
                     self.stats.add(bytes=len(chunk))
                     yield chunk
+                    progress = time.monotonic()
                 return
             except _BODY_ERRORS as error:
                 failures += 1
-                if failures >= self.config.max_attempts:
+                if failures >= self.config.max_attempts or time.monotonic() - progress >= self.config.timeout:
                     self.stats.add(errors=1)
                     raise S3Error(f"giving up on s3://{self.bucket}/{key} at byte {position}: {error}") from error
                 self._note_body_failure(key, failures, error)
 
-    def _get(self, key: str, byte_range: str | None, etag: str | None) -> Any:
+    def _get(self, key: str, byte_range: str | None, etag: str | None, deadline: float | None = None) -> Any:
         params: dict[str, Any] = {"Key": key}
         if byte_range:
             params["Range"] = byte_range
         if etag:
             params["IfMatch"] = f'"{etag}"'
         self.stats.add(gets=1)
-        response = self._call("get_object", key=key, **params)
+        response = self._call("get_object", key=key, deadline=deadline, **params)
         if etag and byte_range and response.get("ETag", "").strip('"') not in ("", etag):
             raise ObjectChanged(f"object changed while reading: s3://{self.bucket}/{key}")
         return response

@@ -41,7 +41,7 @@ from .cache import CachedObject
 from .codecs import GZIP
 from .objects import looks_gzip_named
 from .catalog import Catalog, Entry
-from .errors import S3LogFSError
+from .errors import CodecError, ObjectNotFound, S3Error, S3LogFSError
 from .index import Span, StreamIndex
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,13 @@ read-ahead's workers, so probes never crowd out a reader."""
 READER_QUIET_SECONDS = 1.0
 """Background trailer probes wait while a sequential reader was active this recently: its
 read-ahead makes the same objects exact, and on a busy server probes would only slow it."""
+PROBE_TAIL_OBJECTS = 1000
+"""Background trailer probes after mounting cover at most the stream's last this many objects of
+unknown size, where ``tail`` and followers read; a saved index's lengths count as known. So a
+mount costs at most this many probe GETs however large the prefix, and a remount none."""
+PROBE_NEAR_OBJECTS = 32
+"""A read that jumps (``less`` to a percentage, a seek) probes this many objects of unknown size
+around where it landed, so the reads after it are placed right."""
 MULTI_MEMBER_DECODE_LIMIT = 1 << 20
 TAIL_EXACT_OBJECTS = 16
 TAIL_EXACT_BYTES = 64 * 1024
@@ -81,16 +88,28 @@ class Cursor:
 class StreamReader:
     """Serves the bytes of ``stream`` from the catalog, the index and the cache."""
 
-    def __init__(self, catalog: Catalog, index: StreamIndex, prefetch: int) -> None:
+    def __init__(self, catalog: Catalog, index: StreamIndex, prefetch: int, skip_errors: bool = False,
+                 size_ahead: bool = True) -> None:
+        """``skip_errors`` (``--skip-errors``): an object that cannot be read is left out of the
+        stream (its span becomes 0 bytes, exact), logged and counted, instead of giving EIO.
+
+        ``size_ahead`` sizes the stream's last objects before it answers and probes the others
+        in the background, for readers that seek (``tail -n``, ``ls -l``): the mount. A reader
+        that goes front to back (``cat``, ``LogStream``) sizes each object as it reads it, and
+        fetches nothing it will not read."""
+        self.size_ahead = size_ahead
         self.catalog = catalog
         self.index = index
         self.prefetch = prefetch
+        self.skip_errors = skip_errors
+        self._skipped: set[tuple[str, str]] = set()
         self.ready = threading.Event()
         self._saved = {span.key: span for span in index.load_saved()}
         self._fetch_pool = ThreadPoolExecutor(max(1, prefetch, TAIL_EXACT_OBJECTS), thread_name_prefix="s3logfs-fetch")
         self._batches = ThreadPoolExecutor(1, thread_name_prefix="s3logfs-index")
         self._probe_pool = ThreadPoolExecutor(PROBE_WORKERS, thread_name_prefix="s3logfs-probe")
         self._scheduled: set[tuple[str, str]] = set()
+        self._probed: set[str] = set()
         self._lock = threading.Lock()
         self._batch_count = 0
         self._last_read_ahead = 0.0
@@ -115,14 +134,15 @@ class StreamReader:
         try:
             if first:
                 spans = [self._known_span(entry) for entry in entries]
-                self._settle_tail(entries, spans)
+                if self.size_ahead:
+                    self._settle_tail(entries, spans)
             else:
                 spans = list(self._fetch_pool.map(self._settle, entries))
             start = len(self.index)
             self.index.append(spans)
             self.ready.set()  # before saving: writing 10,000 spans takes a tenth of a second
             self.index.save()
-            if first:
+            if first and self.size_ahead:
                 self._probe_in_background(start, entries, spans)
         except Exception:  # the index thread must outlive any one batch
             log.exception("cannot add %d object(s) to the stream", len(entries))
@@ -168,18 +188,46 @@ class StreamReader:
             spans[position] = span
 
     def _probe_in_background(self, start: int, entries: list[Entry], spans: list[Span]) -> None:
-        """Read the gzip trailers of the other objects, last objects first, while no reader is active.
+        """Read the gzip trailers of the last ``PROBE_TAIL_OBJECTS`` unknown objects, last first,
+        while no reader is active.
 
         Until its probe lands, a gzip object counts as empty, and a trailer gives at most
         the decoded size (the last member's), so ``st_size`` only grows. Objects a reader
         fetched meanwhile are exact already and cost no probe; reading backwards from the
-        end meets a forward reader half way instead of racing it.
+        end meets a forward reader half way instead of racing it. Lengths a previous mount
+        saved are kept, not probed again; objects further back are probed when a reader
+        jumps near them (:meth:`_probe_near`), or made exact when read.
         """
         self._last_read_ahead = time.monotonic()  # a reader waiting for the stream to answer goes first
+        budget = PROBE_TAIL_OBJECTS
         for offset in range(len(entries) - 1, -1, -1):
-            entry = entries[offset]
-            if not spans[offset].exact and entry.size is None and looks_gzip_named(entry.key):
-                self._probe_pool.submit(self._probe_one, start + offset, entry)
+            if budget == 0:
+                break
+            if self._needs_probe(entries[offset], spans[offset]):
+                self._submit_probe(start + offset, entries[offset])
+                budget -= 1
+
+    def _needs_probe(self, entry: Entry, span: Span) -> bool:
+        """Whether only a trailer probe can size this entry (a gzip name, nothing known of it)."""
+        if span.exact or entry.size is not None or not looks_gzip_named(entry.key):
+            return False
+        saved = self._saved.get(entry.key)
+        return saved is None or saved.etag != entry.info.etag or (not saved.exact and saved.length == 0)
+
+    def _submit_probe(self, position: int, entry: Entry) -> None:
+        with self._lock:
+            if entry.key in self._probed:
+                return
+            self._probed.add(entry.key)
+        self._probe_pool.submit(self._probe_one, position, entry)
+
+    def _probe_near(self, position: int) -> None:
+        """Probe the unknown objects around where a jumping reader landed."""
+        first = max(0, position - PROBE_NEAR_OBJECTS // 2)
+        for nearby in range(first, min(len(self.index), first + PROBE_NEAR_OBJECTS)):
+            entry = self.catalog.by_key[self.index.spans[nearby].key]
+            if self._needs_probe(entry, self.index.spans[nearby]):
+                self._submit_probe(nearby, entry)
 
     def _probe_one(self, position: int, entry: Entry) -> None:
         while time.monotonic() - self._last_read_ahead < READER_QUIET_SECONDS and not self._closed.is_set():
@@ -201,6 +249,9 @@ class StreamReader:
         try:
             return self._exact_span(entry)
         except S3LogFSError as error:
+            if self._skips(error):
+                self._note_skip(entry, error)
+                return Span(entry.key, entry.info.etag, 0, True)
             log.warning("cannot read new object %s: %s", entry.key, error)
             return Span(entry.key, entry.info.etag, entry.info.size, False)
 
@@ -226,13 +277,20 @@ class StreamReader:
             position, inner = cursor.position, cursor.inner
         else:
             position, inner = self.index.locate(offset)
+            if offset:  # a read from 0 reads ahead instead
+                self._probe_near(position)
         read_ahead = sequential or offset == 0
         chunks: list[bytes] = []
         remaining = size
         while remaining > 0 and position < len(self.index):
             if read_ahead and cursor.fd_position != position:
                 self._read_ahead(position + 1)
-            self._open(cursor, position)
+            try:
+                self._open(cursor, position)
+            except S3LogFSError:
+                if not chunks:
+                    raise
+                break  # a short read up to the object that fails; the next read gets the error
             length = cursor.data_size + cursor.adds_newline
             if inner >= length:  # the estimate was longer than the object really is, or it is empty
                 if sequential or chunks or inner == 0:
@@ -262,23 +320,74 @@ class StreamReader:
         cursor.close()
         span = self.index.spans[position]
         entry = self.catalog.by_key[span.key]
-        cached, length = self._decode(entry)
+        decoded = self._decode_or_skip(position, entry)
+        if decoded is None:  # skipped: an empty object, which the read loop steps over
+            cursor.fd_position, cursor.data_size, cursor.adds_newline = position, 0, False
+            return
+        cached, length = decoded
         adds_newline = length > cached.size
         self.index.correct(position, length, exact=True, etag=cached.etag)
         cursor.fd = os.open(cached.path, os.O_RDONLY | os.O_CLOEXEC)
         cursor.fd_position, cursor.data_size, cursor.adds_newline = position, cached.size, adds_newline
 
+    def _decode_or_skip(self, position: int, entry: Entry) -> tuple[CachedObject, int] | None:
+        """As :meth:`_decode`; None for an object that ``skip_errors`` leaves out (its span is then 0, exact).
+
+        A skipped object stays skipped for the mount, so ``stat`` and reads keep agreeing.
+        """
+        if (entry.key, entry.info.etag) in self._skipped:
+            self.index.correct(position, 0, exact=True)
+            return None
+        try:
+            return self._decode(entry)
+        except S3LogFSError as error:
+            if not self._skips(error):
+                raise
+            self._note_skip(entry, error)
+            self.index.correct(position, 0, exact=True)
+            return None
+
+    def _skips(self, error: S3LogFSError) -> bool:
+        """Whether ``skip_errors`` leaves an object out for ``error``.
+
+        A missing object, a corrupt one and one that failed after every retry are skipped.
+        Denied access is not (expired credentials would silently empty the stream), nor is an
+        object replaced while it was read (reading it again gets the new one).
+        """
+        return self.skip_errors and isinstance(error, (ObjectNotFound, CodecError, S3Error))
+
+    def _note_skip(self, entry: Entry, error: S3LogFSError) -> None:
+        """Log and count a skipped object, once per object version."""
+        with self._lock:
+            if (entry.key, entry.info.etag) in self._skipped:
+                return
+            self._skipped.add((entry.key, entry.info.etag))
+        self.catalog.stats.add(skips=1)
+        log.warning("skipped s3://%s/%s in the stream (--skip-errors): %s", self.catalog.fetcher.bucket,
+                    entry.key, error)
+
     def _read_ahead(self, start: int) -> None:
-        self._last_read_ahead = time.monotonic()
         for position in range(start, min(start + self.prefetch, len(self.index))):
-            span = self.index.spans[position]
-            entry = self.catalog.by_key[span.key]
-            token = (entry.key, entry.info.etag)
-            with self._lock:
-                if token in self._scheduled:
-                    continue
-                self._scheduled.add(token)
-            self._fetch_pool.submit(self._prefetch_one, position, entry)
+            self.prefetch_position(position)
+
+    def prefetch_position(self, position: int) -> None:
+        """Fetch and decode the object at ``position`` in the background, once."""
+        self._last_read_ahead = time.monotonic()
+        span = self.index.spans[position]
+        entry = self.catalog.by_key[span.key]
+        token = (entry.key, entry.info.etag)
+        with self._lock:
+            if token in self._scheduled:
+                return
+            self._scheduled.add(token)
+        self._fetch_pool.submit(self._prefetch_one, position, entry)
+
+    def open_object(self, position: int) -> CachedObject:
+        """The decoded object at ``position`` on disk (fetched if needed); its span becomes exact."""
+        entry = self.catalog.by_key[self.index.spans[position].key]
+        cached, length = self._decode(entry)
+        self.index.correct(position, length, exact=True, etag=cached.etag)
+        return cached
 
     def exact_length(self, position: int) -> int:
         """The exact stream length of the object at ``position``, decoding it if needed."""
@@ -288,9 +397,11 @@ class StreamReader:
         return self.index.spans[position].length
 
     def _make_exact(self, position: int, entry: Entry) -> None:
-        """Decode the entry into the cache and give its span the exact length."""
-        span = self._exact_span(entry)
-        self.index.correct(position, span.length, True, span.etag)
+        """Decode the entry into the cache and give its span the exact length (0 if skipped)."""
+        decoded = self._decode_or_skip(position, entry)
+        if decoded is not None:
+            cached, length = decoded
+            self.index.correct(position, length, True, cached.etag)
 
     def _prefetch_one(self, position: int, entry: Entry) -> None:
         try:

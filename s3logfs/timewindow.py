@@ -317,7 +317,7 @@ def _children(values: tuple[int, ...]) -> range:
         return range(1, 13)
     if level == 2:
         return range(1, calendar.monthrange(values[0], values[1])[1] + 1)
-    return range(0, 24 if level == 3 else 60)
+    return range(24 if level == 3 else 60)
 
 
 # ----------------------------------------------------------------------------- a key's time

@@ -23,7 +23,9 @@ sit in the next day's folder), so folders are chosen ``FOLDER_SLACK`` wider than
 window, and every key is then kept or dropped by its own time.
 
 Polls reuse the scan with a narrow window and a cursor per stem (the greatest key the
-mount holds): only the folders of the last hour are listed, from where the mount is.
+mount holds): only the folders of the last hour are listed, from where the mount is. When
+the last full scan found date folders only, a poll builds their folders directly, without
+the first page of the prefix; the next full scan finds new roots and stems.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .s3 import ObjectInfo, S3Client
-from .timewindow import DateFolders, Window, date_folders, key_time, name_time
+from .timewindow import DateLayout, Window, date_folders, key_time, name_time
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ class WindowLister:
         self.client = client
         self.prefix = prefix
         self._cursors: dict[str, str] = {}
+        self._roots: list[DateLayout] | None = None
+        """The date roots of the last full scan, when it found nothing outside them."""
         self._lock = threading.Lock()
 
     def note_known(self, keys: Iterable[str]) -> None:
@@ -82,9 +86,13 @@ class WindowLister:
         """
         with self._lock:
             cursors = dict(self._cursors) if resume else {}
+            roots = self._roots if resume else None
         scan = _Scan(self.client, self.prefix, window, now, cursors)
-        yield from scan.run()
+        yield from (scan.run_roots(roots) if roots is not None else scan.run())
         log.debug("window scan of %s: %s", self.prefix, scan.stats)
+        if roots is None:
+            with self._lock:
+                self._roots = scan.layouts if scan.layouts and not scan.outside_roots else None
 
 
 class _Scan:
@@ -97,13 +105,21 @@ class _Scan:
         self.cursors = cursors
         self.folder_end = min(window.end, now) + FOLDER_SLACK
         self.stats = ScanStats()
+        self.layouts: list[DateLayout] = []
+        self.outside_roots = False
+        """Whether the prefix holds keys outside date folders: a poll must then scan it whole."""
 
     def run(self) -> Iterator[list[ObjectInfo]]:
         yield from self._scan(self.prefix, find_roots=True)
 
+    def run_roots(self, layouts: list[DateLayout]) -> Iterator[list[ObjectInfo]]:
+        """The window's folders of known date roots only (a poll's window has a start)."""
+        for layout in layouts:
+            yield from self._cover(layout, self.window.start - FOLDER_SLACK)
+
     def _scan(self, prefix: str, find_roots: bool) -> Iterator[list[ObjectInfo]]:
         """List ``prefix`` in key order, jumping over what cannot be in the window."""
-        start_after: str | None = None
+        start_after = None if find_roots else self._resume_point(prefix)
         while True:
             page = self.client.list_page(prefix, start_after=start_after)
             kept: list[ObjectInfo] = []
@@ -114,9 +130,11 @@ class _Scan:
                     if kept:
                         yield kept
                     kept = []
-                    yield from self._cover(folders)
+                    self.layouts.append(folders.layout)
+                    yield from self._cover(folders.layout, folders.period.start)  # the root's first key: its oldest
                     jump = folders.layout.past_years()
                     break
+                self.outside_roots = self.outside_roots or find_roots
                 jump = self._consider(info, kept)
                 if jump is not None:
                     self.stats.seeks += 1
@@ -128,6 +146,14 @@ class _Scan:
                     return
                 jump = page.objects[-1].key
             start_after = jump
+
+    def _resume_point(self, folder: str) -> str | None:
+        """Where a poll starts in a date folder: the least cursor of the stems in it, if any.
+
+        A new stem that sorts before it (a new load balancer) waits for the next full poll.
+        """
+        known = [cursor for stem, cursor in self.cursors.items() if stem.startswith(folder)]
+        return min(known) if known else None
 
     def _consider(self, info: ObjectInfo, kept: list[ObjectInfo]) -> str | None:
         """Keep ``info`` if it is in the window; or where to jump, when its stem says so."""
@@ -151,11 +177,11 @@ class _Scan:
             kept.append(info)
         return None
 
-    def _cover(self, folders: DateFolders) -> Iterator[list[ObjectInfo]]:
-        """The window's folders below a date root, built rather than listed."""
+    def _cover(self, layout: DateLayout, earliest: float) -> Iterator[list[ObjectInfo]]:
+        """The window's folders below a date root from ``earliest`` on, built rather than listed."""
         self.stats.roots += 1
-        start = max(self.window.start - FOLDER_SLACK, folders.period.start)
-        for folder, whole in folders.layout.cover(start, self.folder_end, DEEPEST_FOLDER):
+        start = max(self.window.start - FOLDER_SLACK, earliest)
+        for folder, whole in layout.cover(start, self.folder_end, DEEPEST_FOLDER):
             target = _narrow(folder, self.prefix)
             if target is None:
                 continue

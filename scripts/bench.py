@@ -48,6 +48,7 @@ if __name__ == "__main__":
 # ----------------------------------------------------------------------------- after bootstrap
 
 import argparse  # noqa: E402
+import base64  # noqa: E402
 import contextlib  # noqa: E402
 import gzip  # noqa: E402
 import json  # noqa: E402
@@ -69,7 +70,7 @@ from datetime import datetime, timedelta, timezone  # noqa: E402
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 PREFIX = "logs/"
 TOOLS = ("s3logfs", "s3fs", "rclone", "s3tail", "awscli")
-SCENARIOS = ("cold_small", "cold_gzip", "cached_reread", "tail_n", "ls_l", "tail_f", "rss_1g")
+SCENARIOS = ("cold_small", "cold_gzip", "cached_reread", "tail_n", "ls_l", "tail_f", "rss_1g", "scale", "handlers")
 FOLLOW_POLL_SECONDS = 1.0
 """Every follower (s3logfs's poller and the peers' loops) lists S3 this often."""
 
@@ -616,6 +617,167 @@ def _progress(cell: Cell, run: Run) -> None:
     sys.stderr.flush()
 
 
+# ----------------------------------------------------------------------------- the scale scenario
+
+SCALE_ACCOUNT = "123456789012"
+SCALE_PREFIX = f"AWSLogs/{SCALE_ACCOUNT}/elasticloadbalancing/"
+SCALE_DAYS = 730
+SCALE_DENSE_DAY = 2880
+"""Objects in the last day: ten ALB nodes, one file each per 5 minutes."""
+SCALE_WINDOWS = ("", "2h")
+
+
+@dataclass
+class ScaleRow:
+    """One mount of the scale scenario: a prefix of ``keys`` objects, with or without ``--since``."""
+
+    keys: int
+    since: str
+    mount_seconds: float
+    tail_seconds: float
+    lists: int
+    gets: int
+    gets_settled: int
+    """GETs once the background trailer probes are done (none for 3 s)."""
+    listed_objects: int
+    rss_mb: float | None
+    ok: bool
+    detail: str = ""
+
+
+def scale_keys(count: int, now: datetime, rng: random.Random) -> list[tuple[str, int, float]]:
+    """A day-partitioned ALB prefix of ``count`` objects over two years, the last day dense.
+
+    Each object is ``(key, body, LastModified)``: its name is the end of its 5-minute
+    interval, its folder that time's day, and the body one of a few shared ones.
+    """
+    older = max(0, count - SCALE_DENSE_DAY)
+    stamps = [now - timedelta(days=1) * (SCALE_DAYS * (older - n) / max(1, older)) - timedelta(days=1)
+              for n in range(older)]
+    stamps += [now - timedelta(seconds=86400 * (min(count, SCALE_DENSE_DAY) - n) / SCALE_DENSE_DAY)
+               for n in range(min(count, SCALE_DENSE_DAY))]
+    objects = []
+    for number, stamp in enumerate(stamps):
+        end = stamp.replace(minute=stamp.minute - stamp.minute % 5, second=0, microsecond=0)
+        key = (f"{SCALE_PREFIX}us-east-1/{end:%Y/%m/%d}/{SCALE_ACCOUNT}_elasticloadbalancing_us-east-1_"
+               f"app.bench.50dc6c495c0c9188_{end:%Y%m%dT%H%MZ}_10.0.{number % 10}.1_{rng.getrandbits(32):08x}.log.gz")
+        objects.append((key, number % len(SCALE_BODY_SEEDS), end.timestamp()))
+    return objects
+
+
+SCALE_BODY_SEEDS = (11, 12, 13, 14)
+
+
+def scale_bodies() -> list[tuple[bytes, bytes]]:
+    """A few ALB objects' stored and decoded bytes, shared by every key (no tool deduplicates)."""
+    from s3logfs.demo_data import alb_object
+
+    start = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    made = [alb_object(random.Random(seed), start, 20, prefix="") for seed in SCALE_BODY_SEEDS]
+    return [(obj.body, obj.content) for obj in made]
+
+
+def seed_scale_bucket(server: Server, bucket: str, objects: list[tuple[str, int, float]], bodies: list[bytes]) -> None:
+    """Create ``bucket`` in moto and seed its keys into the server's sorted index (seconds for a million)."""
+    server.client().create_bucket(Bucket=bucket)
+    head = json.dumps([base64.b64encode(body).decode() for body in bodies])
+    rows = "".join(f"{key}\t{body}\t{stamp}\n" for key, body, stamp in objects)
+    payload = gzip.compress(f"{head}\n{rows}".encode(), compresslevel=1)
+    request = urllib.request.Request(f"{server.url}/_localserver/seed?bucket={bucket}", data=payload, method="POST")
+    with urllib.request.urlopen(request, timeout=600) as response:
+        seeded = json.loads(response.read())
+    if seeded["keys"] != len(objects):
+        raise RuntimeError(f"seeded {seeded['keys']} keys, expected {len(objects)}")
+
+
+def daemon_rss_mb(mountpoint: Path) -> float | None:
+    """VmRSS of the FUSE daemon of ``mountpoint``, now."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if str(mountpoint).encode() not in argv or b"bash" in argv[0]:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return None
+
+
+def run_scale(bench: Bench, sizes: list[int]) -> list[ScaleRow]:
+    """Mount each scale prefix with and without ``--since 2h``: seconds, requests and RSS."""
+    rows = []
+    now = datetime.now(timezone.utc)
+    made = scale_bodies()
+    bodies = [body for body, _ in made]
+    for count in sizes:
+        bucket = f"bench-scale-{count}"
+        sys.stderr.write(f"seeding {count} keys into {bucket}...\n")
+        objects = scale_keys(count, now, random.Random(count))
+        seed_scale_bucket(bench.server, bucket, objects, bodies)
+        last = made[objects[-1][1]][1]
+        expected = b"".join(last.splitlines(keepends=True)[-5:])
+        window_start = (datetime.now(timezone.utc) - timedelta(hours=2)).timestamp()
+        in_window = sum(1 for _, _, stamp in objects if stamp > window_start)
+        for since in SCALE_WINDOWS:
+            rows.append(scale_mount(bench, bucket, count, since, expected, in_window if since else count))
+            sys.stderr.write(f"  scale {count:>8} keys  --since {since or '-':<3} {rows[-1]}\n")
+    return rows
+
+
+def scale_mount(bench: Bench, bucket: str, count: int, since: str, expected: bytes, listed: int) -> ScaleRow:
+    mountpoint = bench.work / f"scale-{count}-{since or 'all'}"
+    mountpoint.mkdir()
+    cache = tempfile.mkdtemp(prefix="bench-cache-", dir=bench.work)
+    binary = Path(sys.executable).parent / "s3logfs"
+    window = f"--since {since}" if since else ""
+    bench.server.control("reset")
+    try:
+        mount_seconds, _ = sh(f"{binary} mount {bucket}/{SCALE_PREFIX} {mountpoint} --endpoint-url {bench.server.url} "
+                              f"--cache-dir {cache} --poll-interval 0 -c {bench.work}/s3logfsrc {window}")
+        tail_seconds, out = sh(f"tail -n 5 {mountpoint}/stream")
+        requests = _requests_summary(bench.server.control("stats"))
+        rss = daemon_rss_mb(mountpoint)
+        settled = settled_gets(bench.server)
+        ok = out == expected
+        stats = json.loads(os.getxattr(mountpoint, "user.s3logfs.stats"))
+        ok = ok and abs(stats["keys"] - listed) <= 20  # the window's edge moves while it runs
+        detail = "" if ok else f"tail printed {out[-200:]!r}; {stats['keys']} keys listed, about {listed} expected"
+        return ScaleRow(count, since, mount_seconds, tail_seconds, requests["list"], requests["get"], settled,
+                        stats["keys"], rss, ok, detail)
+    finally:
+        unmount(mountpoint)
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def settled_gets(server: Server, quiet: float = 3.0, limit: float = 120.0) -> int:
+    """The server's GET count once it has not moved for ``quiet`` seconds."""
+    deadline = time.monotonic() + limit
+    count = _requests_summary(server.control("stats"))["get"]
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = _requests_summary(server.control("stats"))["get"]
+        if now == count:
+            break
+        count = now
+    return count
+
+
+def scale_report(rows: list[ScaleRow]) -> str:
+    lines = ["| keys | window | mount | first line of `tail -n 5` | LIST | GET (then, with probes) | objects listed | RSS |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        rss = f"{row.rss_mb:.0f} MB" if row.rss_mb is not None else "-"
+        state = "" if row.ok else " (FAILED)"
+        lines.append(f"| {row.keys:,} | {'--since ' + row.since if row.since else 'none'} | {row.mount_seconds:.2f} s "
+                     f"| {row.tail_seconds:.2f} s | {row.lists} | {row.gets} ({row.gets_settled}) | {row.listed_objects:,} "
+                     f"| {rss}{state} |")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- running
 
 
@@ -713,6 +875,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--budget", type=float, default=60.0,
                         help="seconds after which a cell stops repeating (60): slow peers run once")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply dataset sizes (1.0)")
+    parser.add_argument("--scale-keys", default="10000,100000,1000000",
+                        help="prefix sizes of the scale scenario, seeded into the sorted-index server (10000,100000,1000000)")
     parser.add_argument("--json", default="bench.json", help="where to write every measurement (bench.json)")
     args = parser.parse_args(argv)
     args.latency_ms = [float(value) for value in args.latency_ms.split(",")]
@@ -721,15 +885,25 @@ def main(argv: list[str]) -> int:
     unknown = (set(args.tools) - set(TOOLS)) | (args.only - set(SCENARIOS))
     if unknown:
         parser.error(f"unknown: {', '.join(sorted(unknown))}")
+    if "handlers" in args.only:  # the logging handlers: scripts/bench_handlers.py, with its own server
+        status = subprocess.call([sys.executable, str(ROOT / "scripts" / "bench_handlers.py"),
+                                  "--repeat", str(args.repeat)])
+        args.only.discard("handlers")
+        if status or not args.only:
+            return status
 
     sys.stderr.write("generating datasets...\n")
-    datasets = make_datasets(args.scale)
+    datasets = make_datasets(args.scale) if args.only - {"scale"} else {}
     bench = Bench(args)
+    scale_rows: list[ScaleRow] = []
     try:
         sys.stderr.write(f"uploading to {bench.server.url}...\n")
         for dataset in datasets.values():
             bench.server.upload(dataset)
         run_all(bench, datasets)
+        if "scale" in args.only:
+            bench.server.set_latency(0)
+            scale_rows = run_scale(bench, [int(size) for size in args.scale_keys.split(",") if size])
     finally:
         bench.server.stop()
         shutil.rmtree(bench.work, ignore_errors=True)
@@ -738,14 +912,19 @@ def main(argv: list[str]) -> int:
     sizes = {name: {"objects": len(d.keys), "stored_bytes": d.stored_bytes, "decoded_bytes": d.decoded_bytes}
              for name, d in datasets.items()}
     result = {"command": "scripts/bench.py " + " ".join(argv), "machine": about, "datasets": sizes,
-              "cells": [dict(asdict(cell), median=cell.median) for cell in bench.cells], "table": table}
+              "cells": [dict(asdict(cell), median=cell.median) for cell in bench.cells], "table": table,
+              "scale": [asdict(row) for row in scale_rows]}
     Path(args.json).write_text(json.dumps(result, indent=2))
     print(f"machine: {about['cpu']}, {about['cores']} cores, Linux {about['kernel']}, Python {about['python']}")
     print("datasets: " + "; ".join(f"{name} {s['objects']} objects, {s['decoded_bytes'] / 1e6:.0f} MB decoded"
                                    for name, s in sizes.items()))
-    print(table)
+    if bench.cells:
+        print(table)
+    if scale_rows:
+        print("scale (listings from the sorted-index server, GETs of seeded keys from shared bodies):")
+        print(scale_report(scale_rows))
     print(f"(every run is in {args.json}; ratios are the peer's median time over s3logfs's)")
-    return 0 if all(cell.median is not None for cell in bench.cells) else 1
+    return 0 if all(cell.median is not None for cell in bench.cells) and all(row.ok for row in scale_rows) else 1
 
 
 # ----------------------------------------------------------------------------- helpers run as subprocesses

@@ -79,14 +79,23 @@ class Wiretap:
         failing: list[int] = []
         if target == "PutRecordBatch":
             payload, failing = self._fail_some(payload)
-        with self._lock:
-            self.calls.append((target, payload))
         forwarded = json.dumps(payload).encode()
         environ["wsgi.input"] = io.BytesIO(forwarded)
         environ["CONTENT_LENGTH"] = str(len(forwarded))
-        if not failing:
-            return self.app(environ, start_response)
-        return self._answer_with_failures(environ, start_response, failing)
+        if failing:
+            answer = self._answer_with_failures(environ, start_response, failing)
+        else:
+            answer = self._forward(environ, start_response)
+        if answer[0]:
+            with self._lock:
+                self.calls.append((target, payload))
+        return answer[1]
+
+    def _forward(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> tuple[bool, list[bytes]]:
+        started: list[Any] = []
+        body = b"".join(self.app(environ, lambda *args: started.append(args)))
+        start_response(*started[0])
+        return started[0][0].startswith("2"), [body]
 
     def _fail_some(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
         kept, failing = [], []
@@ -103,7 +112,7 @@ class Wiretap:
         return dict(payload, Records=kept), failing
 
     def _answer_with_failures(self, environ: dict[str, Any], start_response: Callable[..., Any],
-                              failing: list[int]) -> Any:
+                              failing: list[int]) -> tuple[bool, list[bytes]]:
         started: list[Any] = []
         answer = json.loads(b"".join(self.app(environ, lambda *args: started.append(args))))
         accepted = iter(answer["RequestResponses"])
@@ -113,10 +122,10 @@ class Wiretap:
             else next(accepted) for index in range(total)
         ]
         answer["FailedPutCount"] = len(failing)
-        return _json_answer(start_response, "200 OK", answer)
+        return True, _json_answer(start_response, "200 OK", answer)
 
     def records(self, target: str) -> list[list[Any]]:
-        """What each call of ``target`` that reached moto carried: Firehose data, or log messages."""
+        """What each successful call of ``target`` carried to moto: Firehose data, or log messages."""
         out = []
         for name, payload in list(self.calls):
             if name == target == "PutRecordBatch":
@@ -545,10 +554,41 @@ def test_no_recursion_on_the_root_logger_at_debug(s3: Any, bucket: str, endpoint
         [f"app {index}" for index in range(200)]
 
 
+@pytest.mark.timeout(120)
+def test_guard_is_by_thread_not_by_logger_name(s3: Any, bucket: str, server: LocalS3Server) -> None:
+    """A hook in the handler's own client logs under an application logger name on every request."""
+    def client() -> Any:
+        made = server.client()
+        made.meta.events.register("before-send.s3.PutObject",
+                                  lambda **_: logging.getLogger("app.hook").warning("sending a batch"))
+        return made
+
+    root = logging.getLogger()
+    handler = S3Handler(bucket, "hook", client=client, flush_interval=0.05)
+    root.addHandler(handler)
+    try:
+        for index in range(10):
+            logging.getLogger("app").warning("app %d", index)
+        assert handler.flush(timeout=60)
+        sent = handler.counters.batches_sent
+        time.sleep(0.3)  # a loop would keep sending "sending a batch" records meanwhile
+        assert handler.flush(timeout=60)
+        assert handler.counters.batches_sent == sent
+    finally:
+        root.removeHandler(handler)
+        handler.close(timeout=5)
+    assert lines_of(objects(s3, bucket, "hook/")) == [f"app {index}" for index in range(10)]
+
+
 FORK_SCRIPT = """
 import logging, os, sys
+import boto3
 from s3logfs.handlers import S3Handler
-handler = S3Handler(sys.argv[1], "fork", endpoint_url=sys.argv[2], region_name="us-east-1", flush_interval=3600)
+if sys.argv[3] == "client":  # a ready client: the child must get its own, like it
+    made = boto3.client("s3", endpoint_url=sys.argv[2], region_name="us-east-1")
+    handler = S3Handler(sys.argv[1], "fork", client=made, flush_interval=3600)
+else:
+    handler = S3Handler(sys.argv[1], "fork", endpoint_url=sys.argv[2], region_name="us-east-1", flush_interval=3600)
 logging.getLogger().addHandler(handler)
 logging.getLogger().setLevel(logging.INFO)
 for index in range(100):
@@ -564,8 +604,9 @@ for index in range(100):
 """
 
 
-def test_fork_child_delivers_and_exit_delivers(s3: Any, bucket: str, server: LocalS3Server) -> None:
-    done = subprocess.run([sys.executable, "-c", FORK_SCRIPT, bucket, server.endpoint_url],
+@pytest.mark.parametrize("given", ["endpoint", "client"])
+def test_fork_child_delivers_and_exit_delivers(s3: Any, bucket: str, server: LocalS3Server, given: str) -> None:
+    done = subprocess.run([sys.executable, "-c", FORK_SCRIPT, bucket, server.endpoint_url, given],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     contents = objects(s3, bucket, "fork/")

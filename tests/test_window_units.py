@@ -7,7 +7,16 @@ from datetime import datetime, timedelta
 import pytest
 
 from s3logfs.errors import UsageError
-from s3logfs.timewindow import UTC, KeyTime, Window, date_folders, key_time, make_window, name_time, parse_time
+from s3logfs.timewindow import (
+    UTC,
+    KeyTime,
+    Window,
+    date_folders,
+    key_time,
+    make_window,
+    name_time,
+    parse_time,
+)
 
 NOW = datetime(2026, 12, 2, 3, 0, 0, tzinfo=UTC)
 

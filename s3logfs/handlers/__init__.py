@@ -5,8 +5,8 @@
 All three share one batching core: a bounded queue, one lazily started sender thread, flushes by
 size, count and age, retries with backoff that keep the batch, counted and reported overflow,
 ``flush(timeout)``, ``close()``, and safety with threads, ``fork()`` and interpreter exit.
-Importing this package needs only boto3 (imported when the first batch is sent), never the FUSE
-binding or the mount's modules, and does nothing at import time.
+Importing this package needs only boto3 (imported when the first handler is made), never the
+FUSE binding or the mount's modules, and does nothing at import time.
 """
 
 from __future__ import annotations

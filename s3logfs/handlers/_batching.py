@@ -36,6 +36,7 @@ Why the pieces are the way they are:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import random
@@ -44,7 +45,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any, Generic, TypeVar
 
@@ -65,6 +66,18 @@ _process_hooks = {"installed": False, "exiting": False}
 def guard_active() -> bool:
     """True in a sender thread, and inside an ``emit()`` of this thread: records here are ignored."""
     return getattr(_local, "sender", False) or getattr(_local, "emitting", False)
+
+
+@contextlib.contextmanager
+def guarded() -> Iterator[None]:
+    """Treat this thread as a sender for a while: botocore's records while the handler makes its
+    client (in the application's thread) are the handler's own, not the application's."""
+    previous = getattr(_local, "sender", False)
+    _local.sender = True
+    try:
+        yield
+    finally:
+        _local.sender = previous
 
 
 def _install_process_hooks() -> None:
@@ -128,15 +141,12 @@ class Entry:
         self.queued_at = 0.0
 
 
-class _GiveUp(Exception):
-    """Raised inside the retry loop when the close deadline has passed."""
-
-
 class BatchingHandler(logging.Handler, Generic[CallT]):
     """A ``logging.Handler`` that queues records and ships them in batches from one sender thread.
 
-    Subclasses define the service (``service``), the API limits (``max_*`` class attributes),
-    how a formatted record becomes entries (``_entries``), how a batch becomes API calls
+    Subclasses define the service (``service``), their batch defaults and the API's hard limits
+    (``default_*`` and ``limit_*`` class attributes: a larger ``max_batch_*`` is lowered to the
+    limit), how a formatted record becomes entries (``_entries``), how a batch becomes API calls
     (``_calls``), how one call is sent (``_send``) and what giving up on a call means
     (``_give_up``).
     """
@@ -168,6 +178,7 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
         self._given_client = client
         self._closed = False
         self._reset()
+        self._client = self._new_client()
         _install_process_hooks()
         _handlers.add(self)
 
@@ -192,6 +203,7 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
         self._overflowing = False
         self._closing = False
         self._close_deadline = float("inf")
+        self._exit_deadline: float | None = None
         self._interrupt = threading.Event()
         self._thread: threading.Thread | None = None
         self._sender_failed = False
@@ -202,8 +214,13 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
     def _after_fork(self) -> None:
         given = self._given_client
         self._reset()
-        if given is not None and not callable(given):
-            self._given_client = clone_client(given)
+        try:
+            if given is not None and not callable(given):
+                with guarded():
+                    self._given_client = clone_client(given)
+            self._client = self._new_client()
+        except Exception as exc:  # the sender tries again on its first send
+            self._report("client", f"cannot make the {self.service} client after fork(): {exc!r}")
 
     # ------------------------------------------------------------------ the application's side
 
@@ -279,7 +296,7 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
         if getattr(_local, "sender", False):
             return False
         if timeout is None and _process_hooks["exiting"]:
-            timeout = self.close_timeout
+            timeout = self._exit_time_left()
         with self._lock:
             target = self._queued
             if self._done >= target:
@@ -301,7 +318,8 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
         if self._closed:
             super().close()
             return
-        wait = self.close_timeout if timeout is None else timeout
+        wait = timeout if timeout is not None else (
+            self._exit_time_left() if _process_hooks["exiting"] else self.close_timeout)
         with self._lock:
             self._closed = self._closing = True
             self._close_deadline = time.monotonic() + wait
@@ -316,6 +334,12 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
         self._abandon_leftovers()
         self._report_totals()
         super().close()
+
+    def _exit_time_left(self) -> float:
+        """At exit, logging.shutdown calls flush() then close(): together they get ``close_timeout``."""
+        if self._exit_deadline is None:
+            self._exit_deadline = time.monotonic() + self.close_timeout
+        return max(0.0, self._exit_deadline - time.monotonic())
 
     def _abandon_leftovers(self) -> None:
         with self._lock:
@@ -472,11 +496,19 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
         """Whether to give up a call after ``attempt`` failures; by default only the close deadline does."""
         return False
 
+    def _new_client(self) -> Any:
+        """Made when the handler is (and in a child after fork), not at the first send: that may
+        come at interpreter exit, when importing boto3's modules fails ("can't register atexit
+        after shutdown")."""
+        given = self._given_client
+        with guarded():
+            if given is None:
+                return self._client_spec.make()
+            return given() if callable(given) else given
+
     def _get_client(self) -> Any:
-        """The sender thread's client, made on first use."""
         if self._client is None:
-            given = self._given_client
-            self._client = (given() if callable(given) else given) if given is not None else self._client_spec.make()
+            self._client = self._new_client()
         return self._client
 
     # ------------------------------------------------------------------ what each handler defines

@@ -1,7 +1,8 @@
 """boto3 clients for the handlers' sender threads, and which errors are worth a retry.
 
-boto3 is imported here, lazily, from the sender thread: importing ``s3logfs.handlers`` costs
-nothing and does nothing. botocore's own retries are off (one attempt per call), because the
+boto3 is imported here, when a handler is made: importing ``s3logfs.handlers`` costs nothing and
+does nothing. (Not later, at the first send: that may come at interpreter exit, when boto3's
+imports fail.) botocore's own retries are off (one attempt per call), because the
 batching core retries with its own backoff and keeps the batch; two retry layers would multiply
 the waits and hide the attempts from the handler's counters.
 """

@@ -1,0 +1,207 @@
+"""``s3logfs cat``: the stream on stdout, s3tail's workflow without FUSE.
+
+It builds the same engine as the mount (:func:`s3logfs.engine.build_engine`: the same
+listing, cache, codecs, index and read-ahead) and reads it with the same
+:class:`~s3logfs.stream.StreamReader` cursor that serves ``MOUNT/stream``, so it prints
+the same bytes in the same order. It never imports the FUSE binding.
+
+When it stops (end of the stream, Ctrl-C, SIGTERM, or a reader that closed the pipe) it
+prints ``Bookmark: KEY:LINE`` in s3tail's form on stderr, and saves the bookmark under
+the name ``-b`` gave. The place is the end of the last complete line the reader took:
+for a pipe, what is still unread in the pipe's buffer (``FIONREAD``) does not count.
+"""
+
+from __future__ import annotations
+
+import collections
+import fcntl
+import logging
+import os
+import signal
+import struct
+import sys
+import termios
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from .bookmarks import Bookmark, Place
+from .config import CatOptions
+from .engine import Engine, build_engine
+from .stream import Cursor
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 256 << 10
+"""Bytes asked of the stream per read: the size of one write to stdout."""
+_HISTORY_BYTES = 4 << 20
+"""Recent output kept to find the last line a pipe's reader took (a pipe holds at most 1 MiB by default)."""
+_PROGRESS_EVERY = 0.25
+
+
+class _Stopped(Exception):
+    """SIGTERM asked ``cat`` to stop."""
+
+
+@dataclass
+class _Output:
+    """What has gone to stdout, and where the last complete line ended."""
+
+    fd: int
+    offset: int
+    mark: Bookmark
+    history: collections.deque[tuple[int, bytes]] = field(default_factory=collections.deque)
+    kept: int = 0
+
+    def write(self, data: bytes, engine: Engine) -> None:
+        """Write all of ``data``; the mark moves past each complete line written.
+
+        A reader that closes the pipe makes a write return short, then fail: the bytes
+        that went through are counted before :class:`BrokenPipeError` goes up.
+        """
+        start = self.offset
+        self._remember(start, data)
+        sent = 0
+        try:
+            while sent < len(data):
+                sent += os.write(self.fd, data[sent:])
+        except BrokenPipeError:
+            self._settle_after_broken_pipe(start + sent, engine)
+            raise
+        self.offset += len(data)
+        newline = data.rfind(b"\n")
+        if newline >= 0:
+            self.mark = engine.bookmarks.bookmark_at(start + newline + 1)
+
+    def _remember(self, start: int, data: bytes) -> None:
+        self.history.append((start, data))
+        self.kept += len(data)
+        while self.kept - len(self.history[0][1]) >= _HISTORY_BYTES:
+            self.kept -= len(self.history.popleft()[1])
+
+    def _settle_after_broken_pipe(self, sent_end: int, engine: Engine) -> None:
+        """The reader closed the pipe: the mark goes back to the last line it took."""
+        consumed = sent_end - _unread_in_pipe(self.fd)
+        for chunk_start, chunk in reversed(self.history):
+            if chunk_start >= consumed:
+                continue
+            newline = chunk.rfind(b"\n", 0, consumed - chunk_start)
+            if newline >= 0:
+                self.mark = engine.bookmarks.bookmark_at(chunk_start + newline + 1)
+                return
+        self.mark = engine.bookmarks.bookmark_at(self.history[0][0])
+
+
+def _unread_in_pipe(fd: int) -> int:
+    """Bytes written to ``fd`` that no reader has taken (0 for anything but a pipe)."""
+    try:
+        buffer = fcntl.ioctl(fd, termios.FIONREAD, struct.pack("i", 0))
+    except OSError:
+        return 0
+    return int(struct.unpack("i", buffer)[0])
+
+
+def run_cat(options: CatOptions, out_fd: int = 1) -> int:
+    """``s3logfs cat``: returns the exit status (0 at the end or when the reader left, 130/143 on a signal)."""
+    engine = build_engine(options, size_ahead=False)
+    status = 0
+    with _stop_on_sigterm():
+        try:
+            engine.start_reading(options.follow)
+            place, name = engine.bookmarks.start_of(options.bookmark)
+            output = _Output(out_fd, place.offset, engine.bookmarks.bookmark_at(place.offset))
+            try:
+                _copy(engine, place, output, options)
+            except KeyboardInterrupt:
+                status = 130
+            except _Stopped:
+                status = 143
+            except BrokenPipeError:  # the reader has all it wanted (head, less q): a normal end
+                status = 0
+            _finish(engine, output, name)
+        finally:
+            engine.close()
+    return status
+
+
+def _copy(engine: Engine, place: Place, output: _Output, options: CatOptions) -> None:
+    """Copy the stream from ``place`` to stdout; with ``follow``, wait for more at the end."""
+    cursor = Cursor(next_offset=place.offset, position=place.position, inner=place.inner)
+    progress = _Progress(engine, cursor, place) if options.progress and sys.stderr.isatty() else None
+    try:
+        while True:
+            data = engine.reader.read(cursor, output.offset, READ_SIZE)
+            if data:
+                output.write(data, engine)
+                continue
+            if not options.follow:
+                return
+            _wait_for_growth(engine, output.offset)
+    finally:
+        if progress is not None:
+            progress.stop()
+
+
+def _wait_for_growth(engine: Engine, offset: int) -> None:
+    index = engine.reader.index
+    with index.changed:
+        index.changed.wait_for(lambda: index.total() > offset, timeout=1.0)
+
+
+def _finish(engine: Engine, output: _Output, name: str | None) -> None:
+    """Print the bookmark in s3tail's form; save it under ``name``."""
+    bookmarks = engine.bookmarks
+    s3tail = bookmarks.as_s3tail(output.mark).format()
+    print(f"Bookmark: {s3tail}", file=sys.stderr, flush=True)
+    if name is not None:
+        bookmarks.move(name, output.mark, create=True)
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    def stop(signum: int, frame: object) -> None:
+        raise _Stopped()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Progress:
+    """A live line on stderr: objects and bytes done of the total, throughput, time left."""
+
+    def __init__(self, engine: Engine, cursor: Cursor, start: Place) -> None:
+        self._engine = engine
+        self._cursor = cursor
+        self._start = start
+        self._began = time.monotonic()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="s3logfs-progress", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(_PROGRESS_EVERY):
+            sys.stderr.write("\r" + self.line() + "\033[K")
+            sys.stderr.flush()
+
+    def line(self) -> str:
+        index = self._engine.reader.index
+        objects = max(0, min(self._cursor.position, len(index)) - self._start.position)
+        total_objects = len(index) - self._start.position
+        done = max(0, self._cursor.next_offset - self._start.offset)
+        total = max(done, index.total() - self._start.offset)
+        elapsed = max(1e-6, time.monotonic() - self._began)
+        rate = done / elapsed
+        left = f"{(total - done) / rate:.0f} s left" if rate > 0 and total > done else "-"
+        return (f"{objects}/{total_objects} objects, {done / 1e6:.1f}/{total / 1e6:.1f} MB, "
+                f"{rate / 1e6:.1f} MB/s, {left}")
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=1)
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()

@@ -1,0 +1,103 @@
+"""The engine: every layer below the front ends, wired for one bucket prefix.
+
+Data flows one way: S3 (:mod:`~s3logfs.s3`) to the disk cache (:mod:`~s3logfs.cache`,
+through :mod:`~s3logfs.objects` and the codecs) to the catalog and index to the stream
+reader, and bookmarks on top. The mount (:mod:`s3logfs.mount`, FUSE) and the FUSE-free
+front ends (``s3logfs cat`` in :mod:`s3logfs.cat`, and :class:`s3logfs.LogStream`) build
+the same engine with :func:`build_engine`; nothing here imports the FUSE binding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from .bookmarks import BookmarkStore, StreamBookmarks
+from .cache import DiskCache, check_cache_dir
+from .catalog import Catalog
+from .config import CommonOptions
+from .index import StreamIndex
+from .names import Tree
+from .objects import ObjectFetcher
+from .records import cache_subdir
+from .s3 import S3Client, Stats
+from .stream import StreamReader
+from .timewindow import Window
+
+RESERVED_ROOT_NAMES = frozenset({"stream", ".bookmarks"})
+"""Root names of the mount's own entries: a key of that name gets another name (see :mod:`s3logfs.names`)."""
+
+
+class SourceOptions(Protocol):
+    """What the engine needs to know of a command's options (``mount``'s, ``cat``'s, ``LogStream``'s)."""
+
+    common: CommonOptions
+    bucket: str
+    prefix: str
+    poll_interval: float
+    prefetch: int
+    raw: bool
+    records: str
+    window: Window | None
+    skip_errors: bool
+
+    @property
+    def source(self) -> str: ...
+
+
+@dataclass
+class Engine:
+    """Everything below the FUSE layer, wired for one bucket prefix."""
+
+    client: S3Client
+    cache: DiskCache
+    fetcher: ObjectFetcher
+    catalog: Catalog
+    reader: StreamReader
+    bookmarks: StreamBookmarks
+
+    def load(self) -> None:
+        """List the prefix; the stream keeps the order a previous mount saved with this cache."""
+        self.catalog.subscribe(self.reader.on_added)
+        self.catalog.load(self.reader.saved_order())
+
+    def start_reading(self, follow: bool) -> None:
+        """For the front ends without FUSE: list the prefix, wait for the stream, start the poller if following."""
+        self.load()
+        self.reader.ready.wait()
+        if follow:
+            self.catalog.start()
+
+    def close(self) -> None:
+        self.catalog.stop()
+        self.reader.close()
+        self.cache.close()
+
+
+def dir_prefix(prefix: str) -> str:
+    """The directory a prefix lists: ``logs/prod-2016`` shows the keys of ``logs/``."""
+    return prefix[: prefix.rfind("/") + 1]
+
+
+def build_engine(options: SourceOptions, client: S3Client | None = None, size_ahead: bool = True) -> Engine:
+    """The layers for one source, wired; nothing runs until :meth:`Engine.load`.
+
+    ``size_ahead`` is for the mount, whose readers seek (see :class:`StreamReader`).
+    """
+    common = options.common
+    client = client or S3Client(options.bucket, common.s3, Stats())
+    cache_dir = common.cache_dir / "raw" if options.raw else common.cache_dir  # stored bytes apart
+    records_dir = cache_subdir(options.records)
+    if records_dir is not None:  # transformed content apart, one directory per mode
+        cache_dir = common.cache_dir / records_dir
+    check_cache_dir(common.cache_dir)  # the parent of a --raw or --records cache too
+    cache = DiskCache.open(cache_dir, common.cache_hours, common.cache_max_size)
+    fetcher = ObjectFetcher(client, cache, decode=not options.raw, records=options.records)
+    tree = Tree(dir_prefix(options.prefix), not options.raw, set(RESERVED_ROOT_NAMES), first_ino=16)
+    catalog = Catalog(fetcher, options.prefix, tree, options.poll_interval, window=options.window)
+    state_file = None if cache.ephemeral else StreamIndex.state_path(cache.root, options.bucket, options.prefix)
+    index = StreamIndex(state_file, persist=options.window is None)  # a window's offsets are its own
+    reader = StreamReader(catalog, index, options.prefetch, skip_errors=options.skip_errors, size_ahead=size_ahead)
+    store = BookmarkStore(common.config_file)
+    bookmarks = StreamBookmarks(store, options.source, options.prefix, catalog, index, reader.exact_length)
+    return Engine(client, cache, fetcher, catalog, reader, bookmarks)

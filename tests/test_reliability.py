@@ -1,0 +1,421 @@
+"""Never lie, never hang (SPEC section 9, issue 15): ``--skip-errors``, stalls and unmounting
+mid-read, ``--timeout``, the security pass, and eviction while several mounts share a cache.
+
+Everything runs against the real local S3 server over HTTP and real FUSE mounts; faults are
+injected by :class:`s3logfs.localserver.CountingMiddleware`.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import json
+import os
+import random
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import botocore.config
+import pytest
+
+from conftest import Mount, daemon_pid, is_mounted, reference, run, s3logfs_command, wait_for
+from s3logfs.localserver import Fault, LocalS3Server
+
+TIMEOUT = 3.0
+"""The ``--timeout`` of the stall tests: short, so that they wait little."""
+MARGIN = 20.0
+"""What a bounded wait allows on top of ``TIMEOUT``: a slow, shared machine, never a speed claim."""
+
+
+def stats(mount: Mount) -> dict[str, int]:
+    output = run(["getfattr", "--only-values", "-n", "user.s3logfs.stats", str(mount.path)]).stdout
+    return json.loads(output)
+
+
+def lines(tag: str, count: int) -> bytes:
+    return b"".join(f"{tag} line {number:05d} {'x' * 40}\n".encode() for number in range(count))
+
+
+def gets_of(server: LocalS3Server, key: str) -> int:
+    return sum(1 for request in server.counters.of_kind("get") if request.key == key)
+
+
+# --skip-errors ------------------------------------------------------------------------
+
+
+def _skip_setup(s3: Any, bucket: str) -> dict[str, bytes]:
+    """Three objects; the middle one is read only when the stream reaches it.
+
+    The last object is over 64 KiB of plain text, so the mount settles only it before answering: the
+    middle one is neither probed (a plain name) nor fetched until a reader gets there.
+    """
+    bodies = {"logs/a.log": lines("a", 50), "logs/b.log": lines("b", 50), "logs/c.log": lines("c", 2000)}
+    for key, body in bodies.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return {key: reference(s3, bucket, key) for key in bodies}
+
+
+def _break(kind: str, s3: Any, bucket: str, key: str, faults: list[Fault]) -> None:
+    """Make ``key`` fail for good: deleted, corrupt (a gzip cut in half), or 500 on every GET."""
+    if kind == "missing":
+        s3.delete_object(Bucket=bucket, Key=key)
+    elif kind == "corrupt":
+        body = gzip.compress(lines("broken", 400))
+        s3.put_object(Bucket=bucket, Key=key, Body=body[: len(body) // 2])
+    else:
+        faults.append(Fault(count=10_000, status=500, key_contains=key))
+
+
+@pytest.mark.parametrize("kind", ["missing", "corrupt", "5xx"])
+def test_skip_errors_leaves_out_an_object_that_cannot_be_read(
+    s3: Any, bucket: str, mount_one: Any, server: LocalS3Server, faults: list[Fault], kind: str
+) -> None:
+    expected = _skip_setup(s3, bucket)
+    if kind == "corrupt":  # corrupt before mounting: the listing must see the object's new ETag
+        _break(kind, s3, bucket, "logs/b.log", faults)
+    mount = mount_one("--skip-errors", "--poll-interval", "0", prefix="logs/")
+    if kind != "corrupt":
+        _break(kind, s3, bucket, "logs/b.log", faults)
+    data = (mount.path / "stream").read_bytes()
+    assert data == expected["logs/a.log"] + expected["logs/c.log"]
+    assert os.stat(mount.path / "stream").st_size == len(data)  # stat and reads agree
+    assert stats(mount)["skips"] == 1
+    skipped = [line for line in mount.log().splitlines() if "skipped" in line]
+    assert len(skipped) == 1 and "logs/b.log" in skipped[0], mount.log()
+    gets = gets_of(server, "logs/b.log")
+    assert (mount.path / "stream").read_bytes() == data  # skipped for good: not fetched again
+    assert gets_of(server, "logs/b.log") == gets
+    assert stats(mount)["skips"] == 1
+
+
+@pytest.mark.parametrize("kind", ["missing", "corrupt"])
+def test_without_skip_errors_the_stream_gives_eio_at_that_object(
+    s3: Any, bucket: str, mount_one: Any, faults: list[Fault], kind: str
+) -> None:
+    expected = _skip_setup(s3, bucket)
+    if kind == "corrupt":
+        _break(kind, s3, bucket, "logs/b.log", faults)
+    mount = mount_one("--poll-interval", "0", prefix="logs/")
+    if kind != "corrupt":
+        _break(kind, s3, bucket, "logs/b.log", faults)
+    with open(mount.path / "stream", "rb", buffering=0) as stream:
+        first = stream.read(1 << 20)  # a short read, up to the object that fails
+        with pytest.raises(OSError) as raised:
+            stream.read(1 << 20)
+    assert first == expected["logs/a.log"]
+    assert raised.value.errno == errno.EIO
+    assert "logs/b.log" in mount.log()
+    assert stats(mount)["skips"] == 0
+
+
+def test_skip_errors_on_a_new_object_never_grows_the_stream_by_it(s3: Any, bucket: str, mount_one: Any) -> None:
+    s3.put_object(Bucket=bucket, Key="logs/1.log", Body=lines("one", 20))
+    mount = mount_one("--skip-errors", "--poll-interval", "1", prefix="logs/")
+    stream = mount.path / "stream"
+    assert stream.read_bytes() == lines("one", 20)
+    corrupt = gzip.compress(lines("two", 300))
+    s3.put_object(Bucket=bucket, Key="logs/2.log.gz", Body=corrupt[:-30])  # the end cut off
+    wait_for(lambda: stats(mount)["skips"] == 1, timeout=30)
+    assert os.stat(stream).st_size == len(lines("one", 20))  # the poller found it, and added no byte
+    s3.put_object(Bucket=bucket, Key="logs/3.log", Body=lines("three", 20))
+    wait_for(lambda: os.stat(stream).st_size > len(lines("one", 20)), timeout=30)
+    data = stream.read_bytes()
+    assert data == lines("one", 20) + lines("three", 20)
+    assert os.stat(stream).st_size == len(data)
+    assert "logs/2.log.gz" in mount.log()
+
+
+# stalls and --timeout -------------------------------------------------------------------
+
+
+@pytest.fixture
+def stalled(server: LocalS3Server, faults: list[Fault]) -> Iterator[Fault]:
+    """Every GET of ``logs/b.log`` is accepted and never answered (until the test ends)."""
+    fault = Fault(count=1000, status=None, stall=600, key_contains="logs/b.log")
+    try:
+        yield fault
+    finally:
+        faults.clear()
+        server.middleware.release_stalls()
+
+
+def _in_flight(server: LocalS3Server) -> bool:
+    return server.counters.in_flight > 0
+
+
+def test_a_stalled_server_fails_the_read_within_the_timeout(
+    s3: Any, bucket: str, mount_one: Any, server: LocalS3Server, faults: list[Fault], stalled: Fault
+) -> None:
+    expected = _skip_setup(s3, bucket)
+    mount = mount_one("--timeout", str(TIMEOUT), "--poll-interval", "0", prefix="logs/")
+    faults.append(stalled)
+    for path, before in ((mount.path / "stream", expected["logs/a.log"]), (mount.path / "b.log", b"")):
+        started = time.monotonic()
+        result = run(["cat", str(path)], check=False, timeout=TIMEOUT + MARGIN)
+        assert time.monotonic() - started < TIMEOUT + MARGIN
+        assert result.returncode != 0
+        assert b"Input/output error" in result.stderr, result.stderr
+        assert result.stdout == before
+    assert stalled.seen >= 1  # the GETs really were held
+    assert f"within --timeout {TIMEOUT:g} s for s3://{bucket}/logs/b.log" in mount.log()
+
+
+def _reader(path: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["cat", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.mark.parametrize("command", ["s3logfs umount -z", "fusermount -u -z", "s3logfs umount", "fusermount -u"])
+def test_unmounting_while_a_read_waits_on_a_stalled_server(
+    s3: Any, bucket: str, mount_one: Any, server: LocalS3Server, faults: list[Fault], stalled: Fault,
+    command: str,
+) -> None:
+    """A lazy unmount completes at once; a plain one says busy at once, and completes once the
+    read has failed (within the timeout). Either way the daemon exits and no process is left."""
+    _skip_setup(s3, bucket)
+    mount = mount_one("--timeout", str(TIMEOUT), "--poll-interval", "0", prefix="logs/")
+    pid = mount.pid
+    assert pid is not None
+    faults.append(stalled)
+    argv = command.split()
+    argv = s3logfs_command(*argv[1:], str(mount.path)) if argv[0] == "s3logfs" else [*argv, str(mount.path)]
+    reader = _reader(mount.path / "stream")
+    try:
+        wait_for(lambda: stalled.seen >= 1 and _in_flight(server), timeout=MARGIN)
+        first = run(argv, check=False, timeout=MARGIN)
+        lazy = "-z" in argv
+        assert (first.returncode == 0) == lazy, first.stderr
+        if not lazy:
+            assert b"busy" in first.stderr.lower(), first.stderr
+        _, stderr = reader.communicate(timeout=TIMEOUT + MARGIN)
+        assert reader.returncode != 0
+        assert b"Input/output error" in stderr or b"Transport endpoint" in stderr, stderr
+        if not lazy:
+            run(argv, timeout=MARGIN)
+        wait_for(lambda: not Path(f"/proc/{pid}").exists() or daemon_pid(mount.path) is None, timeout=MARGIN)
+        assert not is_mounted(mount.path)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+
+
+# security -----------------------------------------------------------------------------------
+
+FAKE_ACCESS_KEY = "ASIAS3LOGFSFAKEKEY42"
+FAKE_SECRET = "s3logfs-fake-SECRET-Zq9Xw2Vb7Lm4Kp8Nr3Ty6"
+FAKE_TOKEN = "s3logfs-fake-SESSION-TOKEN-Hd7Fj2Gs9Qa1Wz5Xc3Vb8+/Nm4Lk6=="
+
+
+def test_no_credential_reaches_the_log_at_debug_level(
+    s3: Any, bucket: str, mount_one: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3.put_object(Bucket=bucket, Key="logs/a.log.gz", Body=gzip.compress(lines("a", 100)))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", FAKE_TOKEN)
+    mount = mount_one("--log-level", "DEBUG", "--poll-interval", "1", prefix="logs/")
+    assert (mount.path / "a.log").read_bytes() == lines("a", 100)
+    assert (mount.path / "stream").read_bytes() == lines("a", 100)
+    s3.put_object(Bucket=bucket, Key="logs/b.log", Body=lines("b", 10))
+    wait_for(lambda: b"b line" in (mount.path / "stream").read_bytes(), timeout=30)
+    log = mount.log()
+    # botocore's own debug lines are there: the headers, the canonical request, the signature
+    assert "botocore" in log and "X-Amz-Security-Token" in log and "Signature" in log, log[:2000]
+    assert "[REDACTED]" in log
+    for secret in (FAKE_ACCESS_KEY, FAKE_SECRET, FAKE_TOKEN, FAKE_TOKEN[:24], FAKE_SECRET[:24]):
+        assert secret not in log
+    signatures = [line for line in log.splitlines() if "Signature=" in line and "Signature=[REDACTED]" not in line]
+    assert signatures == []
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """Put the root logger back as it was after a test that calls setup_logging."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in ("botocore", "boto3", "urllib3", "s3transfer")}
+    yield
+    for handler in root.handlers:
+        handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, saved in levels.items():
+        logging.getLogger(name).setLevel(saved)
+
+
+def test_presigned_urls_and_tracebacks_are_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, root_logging: None
+) -> None:
+    import logging
+
+    import boto3
+
+    from s3logfs.config import setup_logging
+
+    monkeypatch.setenv("AWS_SESSION_TOKEN", FAKE_TOKEN)
+    urls = []
+    for version, region in (("s3v4", "eu-west-1"), ("s3", "us-east-1")):  # SigV4 and SigV2 presigned URLs
+        client = boto3.client("s3", region_name=region, aws_access_key_id=FAKE_ACCESS_KEY,
+                              aws_secret_access_key=FAKE_SECRET, aws_session_token=FAKE_TOKEN,
+                              config=botocore.config.Config(signature_version=version))
+        urls.append(client.generate_presigned_url("get_object", Params={"Bucket": "b", "Key": "k"}, ExpiresIn=60))
+    signatures = [re.search(r"Signature=([^&]+)", url).group(1) for url in urls]  # type: ignore[union-attr]
+    tokens = [re.search(r"(?i)x-amz-security-token=([^&]+)", url).group(1) for url in urls]  # type: ignore[union-attr]
+    log_file = tmp_path / "debug.log"
+    setup_logging("DEBUG", log_file)
+    logger = logging.getLogger("s3logfs.test")
+    for url in urls:
+        logger.debug("fetching %s", url)
+        try:
+            raise RuntimeError(f"failed on {url}")
+        except RuntimeError:
+            logger.exception("with a traceback")
+    logger.info("config %s", {"aws_secret_access_key": "x" * 40, "aws_session_token": "y" * 40})
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    text = log_file.read_text()
+    assert text.count("fetching") == 2 and text.count("with a traceback") == 2 and "RuntimeError" in text
+    for secret in (*signatures, *tokens, FAKE_ACCESS_KEY, FAKE_TOKEN, "x" * 40, "y" * 40):
+        assert secret not in text
+    assert text.count("Signature=[REDACTED]") == 4  # each URL, in its message and its traceback
+
+
+def _xattr_call(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return run(list(args), check=False)
+
+
+def test_xattrs_live_only_in_the_user_namespace(s3: Any, bucket: str, mount_one: Any) -> None:
+    s3.put_object(Bucket=bucket, Key="logs/a.log", Body=lines("a", 10))
+    mount = mount_one("--writable-bookmarks", prefix="logs/")
+    paths = [mount.path, mount.path / "stream", mount.path / "a.log"]
+    assert _xattr_call("setfattr", "-n", "user.s3logfs.bookmark.ok", "-v", "0", str(paths[1])).returncode == 0
+    for path in paths:
+        for name in ("trusted.s3logfs.bookmark.x", "security.s3logfs.bookmark.x", "trusted.x", "security.selinux",
+                     "system.posix_acl_access", "s3logfs.bookmark.x"):
+            assert _xattr_call("setfattr", "-n", name, "-v", "1", str(path)).returncode != 0, (path, name)
+            assert _xattr_call("getfattr", "-n", name, str(path)).returncode != 0, (path, name)
+        listed = _xattr_call("getfattr", "-d", "-m", "-", "--absolute-names", str(path)).stdout.decode()
+        names = [line.split("=")[0] for line in listed.splitlines() if "=" in line]
+        assert names and all(name.startswith("user.") for name in names), listed
+    stored = mount.config_file.read_text()
+    assert "ok" in stored and "trusted" not in stored and "security" not in stored
+
+
+def _refused(result: subprocess.CompletedProcess[bytes]) -> str:
+    stderr = result.stderr.decode()
+    assert result.returncode != 0, stderr
+    assert "Traceback" not in stderr
+    assert len(stderr.splitlines()) == 1, stderr
+    return stderr.strip()
+
+
+BAD_OPTIONS = [
+    (["--prefetch", "-1"], "--prefetch"),
+    (["--prefetch", "100000"], "--prefetch"),
+    (["--prefetch", "many"], "--prefetch"),
+    (["--poll-interval", "-5"], "--poll-interval"),
+    (["--poll-interval", "nan"], "--poll-interval"),
+    (["--poll-interval", "1e12"], "--poll-interval"),
+    (["--poll-interval", "0.001"], "--poll-interval"),
+    (["--timeout", "0"], "--timeout"),
+    (["--timeout", "-1"], "--timeout"),
+    (["--timeout", "inf"], "--timeout"),
+    (["--cache-hours", "-1"], "--cache-hours"),
+    (["--cache-hours", "nan"], "--cache-hours"),
+    (["--cache-max-size", "0"], "--cache-max-size"),
+    (["--cache-max-size", "-5M"], "size"),
+    (["--cache-max-size", "12 parsecs"], "size"),
+    (["--cache-max-size", "99999999999T"], "--cache-max-size"),
+    (["--since", "yesterday-ish"], "yesterday-ish"),
+    (["--records", "xml"], "--records"),
+]
+
+
+@pytest.mark.parametrize(("extra", "named"), BAD_OPTIONS, ids=[" ".join(extra) for extra, _ in BAD_OPTIONS])
+def test_bad_numbers_are_refused_in_one_line(
+    server: LocalS3Server, bucket: str, tmp_path: Path, extra: list[str], named: str
+) -> None:
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    result = run(s3logfs_command("mount", bucket, str(mountpoint), "--endpoint-url", server.endpoint_url,
+                                 "--cache-dir", str(tmp_path / "cache"), *extra), check=False)
+    assert named in _refused(result)
+    assert not is_mounted(mountpoint)
+
+
+@pytest.mark.parametrize(("option", "value"), [("prefetch", "-2"), ("poll_interval", "nan"), ("timeout", "0"),
+                                               ("cache_max_size", "0"), ("cache_hours", "-3"), ("prefetch", "lots")])
+def test_bad_numbers_in_the_config_file_are_refused_in_one_line(
+    server: LocalS3Server, bucket: str, tmp_path: Path, option: str, value: str
+) -> None:
+    config = tmp_path / "config.ini"
+    config.write_text(f"[options]\n{option} = {value}\n")
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    result = run(s3logfs_command("mount", bucket, str(mountpoint), "--endpoint-url", server.endpoint_url,
+                                 "--cache-dir", str(tmp_path / "cache"), "-c", str(config)), check=False)
+    assert option.replace("_", "-") in _refused(result) or option in result.stderr.decode()
+    assert not is_mounted(mountpoint)
+
+
+@pytest.mark.parametrize(("arguments", "named"), [
+    (["set", "bad name", "s3://b/p"], "bad bookmark name"),
+    (["set", "a/b", "s3://b/p"], "bad bookmark name"),
+    (["set", "x" * 300, "s3://b/p"], "bad bookmark name"),
+    (["set", "ok", "s3://b/p", "garbage"], "not a bookmark"),
+    (["set", "ok", "s3://b/p", "key:-1"], "not a bookmark"),
+    (["set", "ok", "s3://b/p", "key@12ab"], "not a bookmark"),
+    (["set", "ok", "s3://b/p", "123"], "offset"),
+    (["rm", "nothing-here"], "no bookmark named"),
+])
+def test_bad_bookmark_names_and_values_are_refused_in_one_line(
+    tmp_path: Path, arguments: list[str], named: str
+) -> None:
+    config = tmp_path / "config.ini"
+    result = run(s3logfs_command("bookmarks", "-c", str(config), *arguments), check=False)
+    assert named in _refused(result)
+    assert not config.exists() or "ok" not in config.read_text()
+
+
+def test_bad_bookmark_values_through_setfattr_are_refused(s3: Any, bucket: str, mount_one: Any) -> None:
+    s3.put_object(Bucket=bucket, Key="logs/a.log", Body=lines("a", 10))
+    mount = mount_one("--writable-bookmarks", prefix="logs/")
+    stream = str(mount.path / "stream")
+    for name, value in (("user.s3logfs.bookmark.ok", "-5"), ("user.s3logfs.bookmark.ok", "nonsense"),
+                        ("user.s3logfs.bookmark.ok", "99999999999"), ("user.s3logfs.bookmark.bad name", "0")):
+        result = _xattr_call("setfattr", "-n", name, "-v", value, stream)
+        assert result.returncode != 0, (name, value)
+        assert b"Invalid argument" in result.stderr, result.stderr
+    assert "ok" not in (mount.config_file.read_text() if mount.config_file.exists() else "")
+
+
+@pytest.mark.parametrize("problem", ["another user", "writable by others"])
+def test_the_cache_refuses_a_directory_that_is_not_private(
+    server: LocalS3Server, bucket: str, s3: Any, tmp_path: Path, problem: str
+) -> None:
+    s3.put_object(Bucket=bucket, Key="a.log", Body=b"a\n")
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    if problem == "another user":
+        os.chown(cache, 65534, 65534)
+    else:
+        os.chmod(cache, 0o777)
+    before = os.stat(cache)
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    for command in (["mount", bucket, str(mountpoint)], ["cache", "clear"], ["cache", "lookup", bucket]):
+        result = run(s3logfs_command(*command, "--endpoint-url", server.endpoint_url, "--cache-dir", str(cache)),
+                     check=False)
+        line = _refused(result)
+        assert f"cache directory {cache}" in line and problem in line, line
+    assert not is_mounted(mountpoint)
+    after = os.stat(cache)
+    assert (after.st_uid, after.st_mode) == (before.st_uid, before.st_mode)  # refused, not "fixed"
+    assert list(cache.iterdir()) == []
