@@ -17,12 +17,18 @@ or mismatched file is ever served, and no lock is needed between processes.
 
 Eviction: an entry goes after ``max_age_hours`` without access (the record's mtime is
 touched on use), and the least recently used entries go while the total exceeds
-``max_bytes``.
+``max_bytes``. With ``max_bytes``, every process sharing the directory keeps the total in
+``CACHE/.size`` under an exclusive lock on ``CACHE/.lock``: a new entry is renamed into place
+only after older ones made room for it, so the limit holds while several mounts and ``cat``
+write at once (an entry larger than the whole limit is the one exception, until the next
+write). A reader that finds an entry gone between its lookup and its open fetches it again
+(:meth:`DiskCache.open_content`); an open descriptor keeps the whole content.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -33,7 +39,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -44,6 +50,8 @@ log = logging.getLogger(__name__)
 
 META_SUFFIX = ".meta"
 TMP_SUFFIX = ".tmp"
+_LOCK_FILE = ".lock"
+_SIZE_FILE = ".size"
 _TOUCH_EVERY = 60.0
 """Seconds between two mtime updates of one record: keeps hits free of metadata writes."""
 _STALE_TMP_AGE = 3600.0
@@ -64,6 +72,8 @@ class CachedObject:
     encoding: str
     ends_with_newline: bool
     """Whether the content's last byte is a newline (False when it is empty)."""
+    ino: int = 0
+    """The content file's inode: a descriptor opened on ``path`` is checked against it."""
 
 
 def default_cache_dir() -> Path:
@@ -123,8 +133,21 @@ class DiskCache:
                 os.utime(meta_path)
         encoding = meta.get("encoding")
         return CachedObject(
-            path, stat.st_size, etag, encoding if isinstance(encoding, str) else "plain", ends_with_newline
+            path, stat.st_size, etag, encoding if isinstance(encoding, str) else "plain", ends_with_newline,
+            stat.st_ino,
         )
+
+    def open_content(self, cached: CachedObject) -> int | None:
+        """A read-only descriptor on ``cached``'s content; None if it was evicted or replaced since."""
+        try:
+            fd = os.open(cached.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        info = os.fstat(fd)
+        if (cached.ino and info.st_ino != cached.ino) or info.st_size != cached.size:
+            os.close(fd)
+            return None
+        return fd
 
     def _paths(self, bucket: str, key: str) -> tuple[Path, Path]:
         """The content and record paths of ``key``."""
@@ -136,7 +159,7 @@ class DiskCache:
         """Write an entry; it becomes visible only if the block finishes without error."""
         path, meta_path = self._paths(bucket, key)
         _make_private_dir(path.parent)
-        with _atomic_file(path) as handle:
+        with _atomic_file(path, self._room_for if self.max_bytes is not None else None) as handle:
             writer = _Writer(handle)
             yield writer
             handle.flush()
@@ -152,7 +175,7 @@ class DiskCache:
             "ends_with_newline": ends_with_newline,
         }
         _write_atomically(meta_path, json.dumps(record).encode())
-        writer.result = CachedObject(path, stat.st_size, etag, writer.encoding, ends_with_newline)
+        writer.result = CachedObject(path, stat.st_size, etag, writer.encoding, ends_with_newline, stat.st_ino)
 
     def entries(self) -> Iterator[tuple[Path, Path]]:
         """Every (content, record) pair present."""
@@ -161,28 +184,80 @@ class DiskCache:
 
     def evict(self) -> int:
         """Drop expired entries, then LRU entries beyond the size limit. Returns entries dropped."""
-        with self._lock:
-            now = time.time()
-            dropped = self._drop_stale_temp_files(now)
-            survivors: list[tuple[float, int, Path, Path]] = []
-            for content, meta_path in self.entries():
-                try:
-                    used = meta_path.stat().st_mtime
-                    size = content.stat().st_size
-                except OSError:
-                    continue
-                if not self.ephemeral and now - used > self.max_age:
-                    dropped += _remove(content, meta_path)
-                else:
-                    survivors.append((used, size, content, meta_path))
+        with self._lock, self._size_lock():
+            dropped, total = self._evict_to(self.max_bytes)
             if self.max_bytes is not None:
-                total = sum(size for _, size, _, _ in survivors)
-                for _, size, content, meta_path in sorted(survivors):
-                    if total <= self.max_bytes:
-                        break
-                    dropped += _remove(content, meta_path)
-                    total -= size
+                self._write_total(total)
             return dropped
+
+    def _evict_to(self, limit: int | None) -> tuple[int, int]:
+        """Drop stale temp files, expired entries, then LRU entries while the total exceeds
+        ``limit``; returns the entries dropped and the total left.
+
+        Content without its record (a writer between its two renames, or killed there) counts
+        too, aged by its own mtime, so nothing escapes the limit.
+        """
+        now = time.time()
+        dropped = self._drop_stale_temp_files(now)
+        survivors: list[tuple[float, int, Path, Path]] = []
+        for content, meta_path in self._contents():
+            try:
+                size = content.stat().st_size
+                used = meta_path.stat().st_mtime if meta_path.exists() else content.stat().st_mtime
+            except OSError:
+                continue
+            if not self.ephemeral and now - used > self.max_age:
+                dropped += _remove(content, meta_path)
+            else:
+                survivors.append((used, size, content, meta_path))
+        total = sum(size for _, size, _, _ in survivors)
+        if limit is not None:
+            for _, size, content, meta_path in sorted(survivors):
+                if total <= limit:
+                    break
+                dropped += _remove(content, meta_path)
+                total -= size
+        return dropped, total
+
+    def _contents(self) -> Iterator[tuple[Path, Path]]:
+        """Every content file, with its record's path (which may be missing)."""
+        for content in self.root.glob("??/*"):
+            name = content.name
+            if not name.startswith(".") and not name.endswith(META_SUFFIX):
+                yield content, content.with_name(name + META_SUFFIX)
+
+    @contextlib.contextmanager
+    def _size_lock(self) -> Iterator[None]:
+        """The lock every process takes to change ``CACHE/.size`` or to evict."""
+        fd = os.open(self.root / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _read_total(self) -> int | None:
+        try:
+            return int((self.root / _SIZE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _write_total(self, total: int) -> None:
+        try:
+            (self.root / _SIZE_FILE).write_text(str(total))
+        except OSError as error:
+            log.warning("cannot record the cache's size: %s", error)
+
+    @contextlib.contextmanager
+    def _room_for(self, size: int) -> Iterator[None]:
+        """Around the rename of ``size`` new bytes: evict until they fit, then count them."""
+        with self._size_lock():
+            total = self._read_total()
+            assert self.max_bytes is not None
+            if total is None or total + size > self.max_bytes:
+                _, total = self._evict_to(max(0, self.max_bytes - size))
+            yield
+            self._write_total(total + size)
 
     def _drop_stale_temp_files(self, now: float) -> int:
         dropped = 0
@@ -288,15 +363,20 @@ def _content_ends_with_newline(path: Path, expected: os.stat_result) -> bool | N
         os.close(fd)
 
 
+RoomFor = Callable[[int], contextlib.AbstractContextManager[None]]
+"""What an atomic file's publication runs inside, given its size (the cache's size limit)."""
+
+
 @contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[BinaryIO]:
+def _atomic_file(path: Path, room_for: RoomFor | None = None) -> Iterator[BinaryIO]:
     """A file that appears at ``path``, whole, only if the block finishes without error."""
     fd, tmp = _open_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
-            _publish(handle.fileno(), tmp, path)
+            with room_for(os.fstat(handle.fileno()).st_size) if room_for else contextlib.nullcontext():
+                _publish(handle.fileno(), tmp, path)
     except BaseException:
         if tmp is not None:
             tmp.unlink(missing_ok=True)

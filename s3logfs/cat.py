@@ -151,8 +151,12 @@ def _wait_for_growth(engine: Engine, offset: int) -> None:
 
 
 def _finish(engine: Engine, output: _Output, name: str | None) -> None:
-    """Print the bookmark in s3tail's form; save it under ``name``."""
+    """Report skipped objects; print the bookmark in s3tail's form, last; save it under ``name``."""
     bookmarks = engine.bookmarks
+    skipped = engine.catalog.stats.snapshot().get("skips", 0)
+    if skipped:
+        print(f"s3logfs: skipped {skipped} object(s) that could not be read (--skip-errors; the log names them)",
+              file=sys.stderr, flush=True)
     s3tail = bookmarks.as_s3tail(output.mark).format()
     print(f"Bookmark: {s3tail}", file=sys.stderr, flush=True)
     if name is not None:

@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     cat.add_argument("--prefetch", type=int, help="objects read ahead in parallel (16)")
     cat.add_argument("--progress", action="store_true", default=None,
                      help="a live progress line on stderr (only when stderr is a terminal)")
+    cat.add_argument("--skip-errors", action="store_true", default=None,
+                     help="leave out an object that cannot be read (counted, logged) instead of failing")
     _add_records_option(cat)
     _add_window_options(cat)
 
@@ -252,6 +254,7 @@ def cat_options(args: argparse.Namespace) -> CatOptions:
         follow=bool(args.follow),
         bookmark=args.bookmark,
         progress=bool(args.progress),
+        skip_errors=bool(settings.get("skip_errors", False, bool)),
     )
 
 

@@ -314,8 +314,7 @@ class LogFilesystem:
             raise NotFound(path)
         entry = self.catalog.by_key[node.key]
         self.catalog.revalidate(entry, self.options.revalidate_after)
-        cached = self.catalog.materialize(entry)
-        fd = os.open(cached.path, os.O_RDONLY | os.O_CLOEXEC)
+        cached, fd = self.catalog.fetcher.open(entry.info, self.catalog.materialize(entry))
         keep_cache = self._opened_etags.get(node.ino) == cached.etag
         self._opened_etags[node.ino] = cached.etag
         return Opened(self._handles.add(Handle(entry=entry, fd=fd)), direct_io=False, keep_cache=keep_cache)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from .cache import CachedObject, DiskCache
 from .codecs import GZIP, PLAIN, detect, gzip_isize, object_decoder
-from .errors import CodecError
+from .errors import CodecError, S3Error
 from .records import NONE
 from .s3 import ObjectInfo, S3Client
 
@@ -90,6 +90,18 @@ class ObjectFetcher:
             with self._lock:
                 del self._inflight[(info.key, info.etag)]
 
+    def open(self, info: ObjectInfo, cached: CachedObject) -> tuple[CachedObject, int]:
+        """A read-only descriptor on ``cached``, the content of ``info``, fetching it again if
+        another process evicted (or replaced) it since it was looked up."""
+        for _ in range(_OPEN_ATTEMPTS):
+            fd = self.cache.open_content(cached)
+            if fd is not None:
+                return cached, fd
+            log.info("s3://%s/%s left the cache before it was opened; fetching it again", self.bucket, info.key)
+            cached = self.materialize(info)
+        raise S3Error(f"s3://{self.bucket}/{info.key} keeps leaving the cache before it can be read "
+                      "(is --cache-max-size smaller than the objects read at once?)")
+
     def _download(self, info: ObjectInfo) -> CachedObject:
         self.client.stats.add(cache_misses=1)
         decoder = object_decoder(self.decode, self.records)
@@ -146,6 +158,7 @@ class ObjectFetcher:
         return None
 
 
+_OPEN_ATTEMPTS = 5
 MAX_INFLATE_RATIO = 1032
 """Deflate's largest possible expansion: an ISIZE above this times the stored size is not gzip."""
 UNKNOWN = "unknown"

@@ -325,9 +325,9 @@ class StreamReader:
             cursor.fd_position, cursor.data_size, cursor.adds_newline = position, 0, False
             return
         cached, length = decoded
+        cached, cursor.fd = self.catalog.fetcher.open(entry.info, cached)  # fetched again if evicted since
         adds_newline = length > cached.size
         self.index.correct(position, length, exact=True, etag=cached.etag)
-        cursor.fd = os.open(cached.path, os.O_RDONLY | os.O_CLOEXEC)
         cursor.fd_position, cursor.data_size, cursor.adds_newline = position, cached.size, adds_newline
 
     def _decode_or_skip(self, position: int, entry: Entry) -> tuple[CachedObject, int] | None:

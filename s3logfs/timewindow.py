@@ -5,24 +5,21 @@ may be open. AWS writes a UTC time into almost every log key, in date folders an
 object's name, and a window selects the objects whose *key time* overlaps it. The key time
 is a range too, because each form of time means something different:
 
-==========================  =========================  ==========================================
-where the time is           sources                    the key time
-==========================  =========================  ==========================================
-name ``YYYYMMDDTHHMMZ``     ALB, NLB, ELB, CloudTrail, the 5 minutes that end at that time
-                            VPC Flow Logs, WAF...      (``T2340Z`` is 23:35 to 23:40)
-name ``YYYY-MM-DD-hh-mm-ss`` S3 access logs, Firehose   that second (a delivery or arrival time)
-name ``YYYY-MM-DD-HH``      CloudFront                 that hour
-folders ``YYYY/MM/DD[/HH]``, any key below them         the day (or hour) of the deepest folder,
-Hive ``year=/month=/...``   without a time in its name  when the name has no time
-none                        CloudWatch export, others  ``LastModified``, as an instant
-==========================  =========================  ==========================================
+* a name ``YYYYMMDDTHHMMZ`` (ALB, NLB, ELB, CloudTrail, VPC Flow Logs, WAF...): the 5 minutes
+  that end at that time (``T2340Z`` is 23:35 to 23:40);
+* a name ``YYYY-MM-DD-hh-mm-ss`` (S3 server access logs, Firehose): that second, an instant
+  (a delivery or arrival time);
+* a name ``YYYY-MM-DD-HH`` (CloudFront): that hour;
+* date folders ``YYYY/MM/DD[/HH]`` or Hive's ``year=YYYY/month=MM/...``, for a name without a
+  time: the day (or hour) of the deepest folder;
+* none of these (CloudWatch Logs exports): ``LastModified``, an instant.
 
-A name time of exactly the start of its folder's period stands for the whole period: S3
-server access logs partitioned by ``EventTime`` write ``YYYY-MM-DD-00-00-00`` names into
-the day folder of their events.
+A ``YYYY-MM-DD-hh-mm-ss`` name at exactly the start of its folder's period stands for the
+whole period: S3 server access logs partitioned by ``EventTime`` write
+``YYYY-MM-DD-00-00-00`` names into the day folder of their events.
 
-The listing side (which folders and key ranges can hold the window) is
-:mod:`s3logfs.windowlisting`; this module only parses.
+This module parses, and builds the date folders of a range (:meth:`DateLayout.cover`); the
+listing that uses them is :mod:`s3logfs.windowlisting`.
 """
 
 from __future__ import annotations

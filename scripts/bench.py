@@ -69,7 +69,9 @@ from datetime import datetime, timedelta, timezone  # noqa: E402
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 PREFIX = "logs/"
-TOOLS = ("s3logfs", "s3fs", "rclone", "s3tail", "awscli")
+TOOLS = ("s3logfs", "s3logfs-cat", "s3fs", "rclone", "s3tail", "awscli")
+COLD_ONLY_TOOLS = {"s3logfs-cat"}
+"""Tools measured in the cold-read scenarios only: ``s3logfs cat`` next to the mount."""
 SCENARIOS = ("cold_small", "cold_gzip", "cached_reread", "tail_n", "ls_l", "tail_f", "rss_1g", "scale", "handlers")
 FOLLOW_POLL_SECONDS = 1.0
 """Every follower (s3logfs's poller and the peers' loops) lists S3 this often."""
@@ -354,6 +356,19 @@ class S3logfsTool(Tool):
         return f"tail -n 0 -f -s 0.2 {where}/stream"
 
 
+class S3logfsCatTool(Tool):
+    """``s3logfs cat``: the mount's engine without FUSE, on stdout."""
+
+    name = "s3logfs-cat"
+    mounts = False
+
+    def read_all(self, dataset: Dataset, where: Path) -> str:
+        binary = Path(sys.executable).parent / "s3logfs"
+        cache = tempfile.mkdtemp(prefix="bench-cache-", dir=self.bench.work)
+        return (f"{binary} cat {dataset.bucket}/{PREFIX} --endpoint-url {self.url} --cache-dir {cache} "
+                f"-c {self.bench.work}/s3logfsrc 2>/dev/null")
+
+
 class S3fsTool(Tool):
     name = "s3fs"
 
@@ -437,7 +452,7 @@ def _wait_mount_shell(mountpoint: Path) -> str:
 
 
 TOOL_CLASSES: dict[str, type[Tool]] = {
-    cls.name: cls for cls in (S3logfsTool, S3fsTool, RcloneTool, S3tailTool, AwscliTool)
+    cls.name: cls for cls in (S3logfsTool, S3logfsCatTool, S3fsTool, RcloneTool, S3tailTool, AwscliTool)
 }
 
 
@@ -783,15 +798,16 @@ def scale_report(rows: list[ScaleRow]) -> str:
 
 def run_all(bench: Bench, datasets: dict[str, Dataset]) -> None:
     args = bench.args
-    tools = list(bench.tools.values())
+    cold_tools = list(bench.tools.values())
+    tools = [tool for tool in cold_tools if tool.name not in COLD_ONLY_TOOLS]
     for latency in args.latency_ms:
         bench.server.set_latency(latency)
         sys.stderr.write(f"latency {latency:g} ms per request\n")
         if "cold_small" in args.only:
-            for tool in tools:
+            for tool in cold_tools:
                 bench.cold_read("cold_small", tool, datasets["small"], latency)
         if "cold_gzip" in args.only:
-            for tool in tools:
+            for tool in cold_tools:
                 bench.cold_read("cold_gzip", tool, datasets["gzip"], latency)
         if "cached_reread" in args.only and "s3logfs" in bench.tools and latency == args.latency_ms[0]:
             bench.cached_reread(datasets["gzip"], latency)

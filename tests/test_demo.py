@@ -124,3 +124,31 @@ def test_every_printed_command_runs_as_printed(tmp_path: Path) -> None:
         if alb is not None:
             unmount_quietly(alb)
     assert process.returncode == 0
+
+
+def test_live_demo_lines_never_run_ahead_of_the_clock() -> None:
+    """Every timestamp in a live demo object lies before the moment it was made, for each format."""
+    import gzip
+    import json
+    import random
+    from datetime import UTC, datetime
+
+    from s3logfs.demo_data import next_live_object
+
+    rng = random.Random(7)
+    for seq in range(40):
+        now = datetime.now(UTC)
+        obj = next_live_object(rng, now, seq)
+        text = obj.content.decode()
+        stamps = [datetime.strptime(m, "%d/%b/%Y:%H:%M:%S %z") for m in re.findall(r"\[(\d\d/\w{3}/\d{4}:[\d:]+ [+-]\d{4})\]", text)]
+        stamps += [datetime.fromisoformat(m.replace("Z", "+00:00")) for m in re.findall(r"\d{4}-\d\d-\d\dT[\d:.]+Z", text)]
+        stamps += [datetime.strptime(f"{d} {t}", "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+                   for d, t in re.findall(r"^(\d{4}-\d\d-\d\d)\t([\d:]{8})\t", text, re.MULTILINE)]
+        if obj.body[:2] == b"\x1f\x8b" and b"logEvents" in gzip.decompress(obj.body):
+            decoder, rest = json.JSONDecoder(), text
+            while rest.strip():
+                envelope, end = decoder.raw_decode(rest.strip())
+                stamps += [datetime.fromtimestamp(e["timestamp"] / 1000, UTC) for e in envelope["logEvents"]]
+                rest = rest.strip()[end:]
+        assert stamps, obj.key
+        assert max(stamps) <= now, (obj.key, max(stamps), now)

@@ -272,7 +272,8 @@ def test_import_loads_neither_fuse_nor_the_engine_nor_boto3() -> None:
     code = (
         "import sys, threading, s3logfs.handlers\n"
         "heavy = [m for m in ('mfusepy', 's3logfs.catalog', 's3logfs.stream', 's3logfs.mount', 's3logfs.s3',\n"
-        "         's3logfs.fuse_ops', 'boto3', 'botocore') if m in sys.modules]\n"
+        "         's3logfs.fuse_ops', 's3logfs.engine', 's3logfs.logstream', 'boto3', 'botocore')\n"
+        "         if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "assert threading.active_count() == 1\n"
     )

@@ -8,6 +8,7 @@ injected by :class:`s3logfs.localserver.CountingMiddleware`.
 from __future__ import annotations
 
 import errno
+import fcntl
 import gzip
 import json
 import os
@@ -419,3 +420,76 @@ def test_the_cache_refuses_a_directory_that_is_not_private(
     after = os.stat(cache)
     assert (after.st_uid, after.st_mode) == (before.st_uid, before.st_mode)  # refused, not "fixed"
     assert list(cache.iterdir()) == []
+
+
+# eviction under load ------------------------------------------------------------------------
+
+CACHE_LIMIT = 1 << 20
+
+
+def _cache_bytes(root: Path) -> int:
+    """The content the cache holds (what ``--cache-max-size`` limits): no records, no temp files.
+
+    Measured under the lock that writers take to publish and evict: a walk of the directory
+    takes long enough to see an entry that went and the one that replaced it, together.
+    """
+    if not (root / ".lock").exists():
+        return 0
+    fd = os.open(root / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        total = 0
+        for path in root.glob("??/*"):
+            if not path.name.startswith(".") and not path.name.endswith(".meta"):
+                total += path.stat().st_size
+        return total
+    finally:
+        os.close(fd)
+
+
+def test_the_cache_limit_holds_while_two_mounts_read_more_than_it_holds(
+    s3: Any, bucket: str, mount_factory: Any, server: LocalS3Server, tmp_path: Path
+) -> None:
+    rng = random.Random(7)
+    keys = [f"logs/{number:02d}.log.gz" for number in range(12)]
+    for key in keys:  # each about 320 KB decoded: three fit in the cache, twelve are read
+        text = b"".join(f"{key} {rng.randbytes(16).hex()} {line}\n".encode() for line in range(6000))
+        s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(text))
+    expected = {key: reference(s3, bucket, key) for key in keys}
+    whole = b"".join(expected[key] for key in keys)
+    assert len(whole) > 3 * CACHE_LIMIT
+    cache = tmp_path / "shared-cache"
+    options = ("--cache-max-size", "1M", "--prefetch", "2", "--poll-interval", "0")
+    mounts = [mount_factory(bucket, "logs/", *options, cache_dir=cache) for _ in range(2)]
+    peak, stop, failures = [0], threading.Event(), []
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _cache_bytes(cache))
+            time.sleep(0.005)
+
+    def read(mount: Mount, seed: int) -> None:
+        try:
+            for _ in range(2):
+                if (mount.path / "stream").read_bytes() != whole:
+                    failures.append(f"stream of {mount.path}")
+                for key in random.Random(seed).sample(keys, len(keys)):
+                    if (mount.path / Path(key).name[:-3]).read_bytes() != expected[key]:
+                        failures.append(key)
+        except OSError as error:
+            failures.append(repr(error))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    readers = [threading.Thread(target=read, args=(mount, seed)) for seed, mount in enumerate(mounts * 2)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join(timeout=300)
+    stop.set()
+    sampler.join()
+    assert not any(reader.is_alive() for reader in readers)
+    assert failures == []
+    assert 0 < peak[0] <= CACHE_LIMIT, peak[0]
+    gets = sum(1 for request in server.counters.of_kind("get") if request.key in expected and request.range is None)
+    assert gets > len(keys)  # evicted entries were fetched again

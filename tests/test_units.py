@@ -673,9 +673,10 @@ def test_a_lookup_counts_as_a_use(cache_root: Path) -> None:
 
 
 def test_evict_drops_least_recently_used_beyond_max_bytes(cache_root: Path) -> None:
-    cache = DiskCache(cache_root, max_age_hours=24, max_bytes=250)
+    cache = DiskCache(cache_root, max_age_hours=24)
     for number, key in enumerate(("a", "b", "c")):
         put(cache, key, bytes([65 + number]) * 100)
+    cache.max_bytes = 250  # set after writing: with a limit, writes themselves evict
     age(meta_of(cache, "a"), 600)
     age(meta_of(cache, "b"), 1800)  # least recently used
     age(meta_of(cache, "c"), 300)

@@ -1,0 +1,85 @@
+"""The README stays true: its options tables match the parser, its Python example runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from conftest import run
+from s3logfs.cli import _common_parser, build_parser
+from s3logfs.localserver import LocalS3Server
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+FLAG = re.compile(r"(?<![\w-])(--?[a-z][a-z-]*)")
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def own_flags(parser: argparse.ArgumentParser) -> set[str]:
+    common = {flag for action in _common_parser()._actions for flag in action.option_strings}
+    flags = {flag for action in parser._actions for flag in action.option_strings}
+    return flags - common - {"-h", "--help"}
+
+
+def table_rows(heading: str) -> dict[str, str]:
+    """The ``| `command` | cell |`` rows of the table after ``heading``."""
+    section = README[README.index(heading):]
+    rows = {}
+    for line in section.splitlines()[2:]:
+        if not line.startswith("|"):
+            if rows:
+                break
+            continue
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells[1]
+    return rows
+
+
+def test_the_options_table_matches_each_command() -> None:
+    rows = table_rows("Each command's own options:")
+    commands = subcommands(build_parser())
+    documented = set(rows) - {"cache lookup", "cache clear"} | {"cache"}
+    assert documented == set(commands)
+    for name, cell in rows.items():
+        words = name.split()
+        parser = commands[words[0]]
+        if len(words) > 1:
+            parser = subcommands(parser)[words[1]]
+        if name == "bookmarks":
+            actions = set(subcommands(parser))
+            assert actions == {word.strip("`").split()[0] for word in cell.split(", ")}, cell
+            continue
+        if name == "cache":
+            continue
+        assert set(FLAG.findall(cell)) == own_flags(parser) or (cell == "none" and not own_flags(parser)), name
+
+
+def test_every_common_option_is_in_the_common_table() -> None:
+    section = README[README.index("Every command but `umount` takes"):README.index("Each command's own options:")]
+    documented = set(FLAG.findall(section))
+    parsed = {flag for action in _common_parser()._actions for flag in action.option_strings}
+    assert parsed <= documented, parsed - documented
+    umount = subcommands(build_parser())["umount"]
+    assert not parsed & {flag for action in umount._actions for flag in action.option_strings}
+
+
+def test_the_ported_s3tail_example_runs(server: LocalS3Server, tmp_path: Path) -> None:
+    example = README.split("ported line for line:\n\n```python\n", 1)[1].split("```", 1)[0]
+    client = server.client()
+    client.create_bucket(Bucket="my-logs")
+    client.put_object(Bucket="my-logs", Key="production-s3-access-2016-08-04-00-20-31-A", Body=b"one\ntwo\n")
+    client.put_object(Bucket="my-logs", Key="production-s3-access-2016-08-04-00-25-31-B", Body=b"three\n")
+    env: dict[str, Any] = dict(os.environ, AWS_ENDPOINT_URL=server.endpoint_url, HOME=str(tmp_path))
+    output = run([sys.executable, "-c", example], env=env).stdout.decode()
+    assert output == ("1: one\n2: two\n1: three\n"
+                      "stopped at bookmark production-s3-access-2016-08-04-00-20-31-A:1\n")
