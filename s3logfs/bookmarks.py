@@ -411,13 +411,20 @@ class StreamBookmarks:
             if _NAME.match(value):
                 return Place(0, 0, 0), value
             raise
+        return self.resolve(self._checked(bookmark)), None
+
+    def _checked(self, bookmark: Bookmark) -> Bookmark:
+        """A place a user gave: refused if another source's, or an offset past the stream's end.
+
+        An offset means bytes really there, so the spans before it are made exact first.
+        """
         if bookmark.source is not None and bookmark.source != self.source:
             raise UsageError(f"that bookmark belongs to {bookmark.source}, not {self.source}")
         if bookmark.offset is not None:
             self.exact_through(bookmark.offset)
             if bookmark.offset > self.index.total():
                 raise UsageError(f"offset {bookmark.offset} is past the end of the stream ({self.index.total()})")
-        return self.resolve(bookmark), None
+        return bookmark
 
     def previous_key(self, key: str) -> str:
         """The greatest key of this stream that sorts before ``key`` ("" if none): s3tail's marker."""
@@ -458,13 +465,8 @@ class StreamBookmarks:
 
     def set_from_user(self, name: str, value: str) -> None:
         """``setfattr`` or ``-b``: an offset in this stream, ``KEY:LINE`` or ``KEY@BYTE``."""
-        bookmark = Bookmark.parse(value)
-        if bookmark.source is not None and bookmark.source != self.source:
-            raise UsageError(f"that bookmark belongs to {bookmark.source}, not {self.source}")
+        bookmark = self._checked(Bookmark.parse(value))
         if bookmark.offset is not None:
-            self.exact_through(bookmark.offset)
-            if bookmark.offset > self.index.total():
-                raise UsageError(f"offset {bookmark.offset} is past the end of the stream ({self.index.total()})")
             bookmark = self.bookmark_at(bookmark.offset)
         self._update(name, lambda _current: replace(bookmark, source=self.source))
 

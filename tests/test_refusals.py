@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,14 +63,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def strict_server() -> Iterator[str]:
-    """A moto server that checks credentials: only its first request goes unauthenticated."""
-    port = _free_port()
-    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="1")
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
+@contextmanager
+def serving(command: list[str], port: int, **popen: Any) -> Iterator[str]:
+    """A server process, once it accepts connections on ``port``; stopped afterwards."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
     try:
         for _ in range(200):
             try:
@@ -77,13 +74,22 @@ def strict_server() -> Iterator[str]:
                 break
             except OSError:
                 time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def strict_server() -> Iterator[str]:
+    """A moto server that checks credentials: only its first request goes unauthenticated."""
+    port = _free_port()
+    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="1")
+    with serving([sys.executable, "-m", "moto.server", "-p", str(port)], port, env=env) as endpoint:
         import boto3
 
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="locked-bucket")
         yield endpoint
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_denied_credentials(strict_server: str, empty_dir: Path, tmp_path: Path) -> None:
@@ -152,19 +158,8 @@ def test_endpoint_without_a_scheme(server: LocalS3Server, bucket: str, empty_dir
 def web_server(tmp_path: Path) -> Iterator[str]:
     """A plain web server: it answers HTTP, but not as S3 does."""
     port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with serving([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], port, cwd=tmp_path) as url:
+        yield url
 
 
 def test_endpoint_that_is_not_s3(web_server: str, empty_dir: Path, tmp_path: Path) -> None:
