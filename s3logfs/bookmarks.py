@@ -10,8 +10,10 @@ The values of ``[bookmarks]`` (``NAME = VALUE``) take these forms:
   what the mount and ``s3logfs cat`` write.
 * ``s3://BUCKET/PREFIX KEY:LINE`` and s3tail's bare ``KEY:LINE``: resume at line LINE+1 of
   the first key after KEY (an empty KEY: the first key). A bare one has no source: it
-  applies to every source whose keys it can name (KEY below the source's prefix), and a
-  reader that moves it keeps it bare, in s3tail's form.
+  applies to every source whose keys it can name (KEY below the source's prefix; a bare
+  ``:N`` names none), and a reader that moves it keeps it bare, in s3tail's form, unless
+  that form would be ``:N`` (its place is in the source's first key): then it gets the
+  reader's source.
 * ``OFFSET s3://BUCKET/PREFIX``: an offset in a stream, as s3logfs 0.1 stored it. Still read,
   and replaced by the ``KEY@BYTE`` form the next time the bookmark moves.
 
@@ -123,9 +125,9 @@ class Bookmark:
         """Whether this bookmark belongs to the source ``source`` (whose key prefix is ``prefix``)."""
         if self.source is not None:
             return self.source == source
-        if self.offset is not None:
-            return False  # a bare offset names no key: it cannot say which stream it meant
-        return self.key == "" or self.key.startswith(prefix)
+        if self.offset is not None or self.key == "":
+            return False  # a bare offset, or s3tail's ":N", names no key: no source can claim it
+        return self.key.startswith(prefix)
 
 
 def _malformed(text: str) -> UsageError:
@@ -133,7 +135,7 @@ def _malformed(text: str) -> UsageError:
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.match(name) or name in (".", ".."):
         raise UsageError(f"bad bookmark name {name!r}: use letters, digits, '.', '_', '-', '@', '+'")
     return name
 
@@ -197,16 +199,36 @@ class BookmarkStore:
             yield
 
     def _write(self, text: str) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        """Replace the file's text: atomically beside its real path, keeping a symlink, its mode
+        and owner; a file with other hard links is rewritten in place, so they all see it."""
+        target = Path(os.path.realpath(self.path))
+        try:
+            before = target.stat()
+        except FileNotFoundError:
+            before = None
+        if before is not None and before.st_nlink > 1:
+            with open(target, "r+", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+                handle.truncate()
+            return
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
                 handle.write(text)
-            mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o600
-            os.chmod(tmp, mode)
-            os.rename(tmp, self.path)
+            os.chmod(tmp, before.st_mode & 0o7777 if before else 0o600)
+            if before is not None and (before.st_uid, before.st_gid) != (os.getuid(), os.getgid()):
+                _keep_owner(tmp, before)
+            os.rename(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _keep_owner(path: str, before: os.stat_result) -> None:
+    try:
+        os.chown(path, before.st_uid, before.st_gid)
+    except PermissionError:  # only root may give a file away; the file is then ours, as any editor leaves it
+        pass
 
 
 def _parse_or_none(value: str | None) -> Bookmark | None:
@@ -243,45 +265,59 @@ _SECTION_HEADER = re.compile(r"^\[(?P<name>[^\]]+)\]")
 
 
 def _edit_section(text: str, name: str, value: str | None) -> str:
-    """``text`` with only bookmark ``name``'s line replaced, added or removed."""
+    """``text`` with only bookmark ``name``'s line replaced, added or removed.
+
+    configparser lets a later line win (a repeated name, or a repeated ``[bookmarks]``
+    section), so the last such line is the one edited, and a new one goes in the last section.
+    """
     lines = text.splitlines(keepends=True)
-    start, end = _section_bounds(lines)
-    if start is None:
+    sections = _section_bounds(lines)
+    if not sections:
         if value is None:
             return text
         separator = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
         return f"{text}{separator}[{SECTION}]\n{name} = {value}\n"
-    option = re.compile(rf"^{re.escape(name)}\s*[=:]")
-    for number in range(start + 1, end):
-        if option.match(lines[number]):
-            stop = number + 1
-            while stop < end and lines[stop][:1] in (" ", "\t") and lines[stop].strip():
-                stop += 1  # a continuation line of the same value
-            lines[number:stop] = [] if value is None else [f"{name} = {value}\n"]
-            return "".join(lines)
+    found = _last_option(lines, sections, name)
+    if found is not None:
+        first, stop = found
+        lines[first:stop] = [] if value is None else [f"{name} = {value}\n"]
+        return "".join(lines)
     if value is None:
         return text
+    start, end = sections[-1]
     last = end
     while last > start + 1 and not lines[last - 1].strip():
         last -= 1
-    if last > 0 and not lines[last - 1].endswith("\n"):
+    if not lines[last - 1].endswith("\n"):
         lines[last - 1] += "\n"
     lines.insert(last, f"{name} = {value}\n")
     return "".join(lines)
 
 
-def _section_bounds(lines: list[str]) -> tuple[int | None, int]:
-    """The index of the ``[bookmarks]`` header and of the line after its section."""
-    start = None
-    for number, line in enumerate(lines):
-        header = _SECTION_HEADER.match(line)
-        if header is None:
-            continue
-        if start is not None:
-            return start, number
-        if header.group("name") == SECTION:
-            start = number
-    return start, len(lines)
+def _last_option(lines: list[str], sections: list[tuple[int, int]], name: str) -> tuple[int, int] | None:
+    """The lines (first, stop) of the last ``name = ...`` in the sections, continuation lines included."""
+    option = re.compile(rf"^{re.escape(name)}\s*[=:]")
+    found = None
+    for start, end in sections:
+        for number in range(start + 1, end):
+            if option.match(lines[number]):
+                stop = number + 1
+                while stop < end and lines[stop][:1] in (" ", "\t") and lines[stop].strip():
+                    stop += 1  # a continuation line of the same value
+                found = (number, stop)
+    return found
+
+
+def _section_bounds(lines: list[str]) -> list[tuple[int, int]]:
+    """Each ``[bookmarks]`` section: the index of its header and of the line after it."""
+    headers = [(number, match.group("name")) for number, line in enumerate(lines)
+               if (match := _SECTION_HEADER.match(line))]
+    bounds = []
+    for index, (number, header) in enumerate(headers):
+        if header == SECTION:
+            end = headers[index + 1][0] if index + 1 < len(headers) else len(lines)
+            bounds.append((number, end))
+    return bounds
 
 
 @dataclass(frozen=True)
@@ -333,8 +369,7 @@ class StreamBookmarks:
 
     def resolve(self, bookmark: Bookmark) -> Place:
         """Where ``bookmark`` points in this stream (clamped to its end)."""
-        if bookmark.offset is not None:
-            self.exact_through(bookmark.offset)
+        if bookmark.offset is not None:  # s3logfs 0.1's form: an offset in this stream, as it stands
             return self.at_offset(min(bookmark.offset, self.index.total()))
         if bookmark.line is not None:
             return self._after_key(bookmark.key, bookmark.line)
@@ -434,6 +469,12 @@ class StreamBookmarks:
 
     # from a place in the stream to a bookmark --------------------------------------
 
+    def bookmark_for(self, position: int, inner: int) -> Bookmark:
+        """The stable form of a place given as a span and an offset inside it."""
+        if position >= len(self.index) or (position == 0 and inner == 0):
+            return self.bookmark_at(self.index.total() if position else 0)
+        return Bookmark(source=self.source, key=self.index.spans[position].key, byte=inner)
+
     def bookmark_at(self, offset: int) -> Bookmark:
         """The stable form of stream offset ``offset``: the key holding the byte before it."""
         if offset <= 0 or len(self.index) == 0:
@@ -482,7 +523,8 @@ class StreamBookmarks:
             if current is None:
                 return target if create else None
             if current.source is None:
-                return self.as_s3tail(target)
+                bare = self.as_s3tail(target)
+                return bare if bare.key else target  # ":N" would name no source: this one's, then
             return target
 
         self._update(name, moved)

@@ -18,6 +18,7 @@ import fcntl
 import logging
 import os
 import signal
+import stat
 import struct
 import sys
 import termios
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from .bookmarks import Bookmark, Place
 from .config import CatOptions
 from .engine import Engine, build_engine
+from .errors import S3LogFSError
 from .stream import Cursor
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,13 @@ class _Output:
     mark: Bookmark
     history: collections.deque[tuple[int, bytes]] = field(default_factory=collections.deque)
     kept: int = 0
+    marks: collections.deque[tuple[int, Bookmark]] = field(default_factory=lambda: collections.deque(maxlen=64))
+    """Recent line ends written (stream offset, mark), to fall back on past the history."""
 
-    def write(self, data: bytes, engine: Engine) -> None:
+    def __post_init__(self) -> None:
+        self.first_mark = self.mark
+
+    def write(self, data: bytes, engine: Engine, cursor: Cursor) -> None:
         """Write all of ``data``; the mark moves past each complete line written.
 
         A reader that closes the pipe makes a write return short, then fail: the bytes
@@ -72,8 +79,9 @@ class _Output:
             raise
         self.offset += len(data)
         newline = data.rfind(b"\n")
-        if newline >= 0:
-            self.mark = engine.bookmarks.bookmark_at(start + newline + 1)
+        if newline >= 0:  # counted back through what the cursor read: no estimate can move it
+            self.mark = engine.bookmarks.bookmark_for(*engine.reader.place_before(cursor, len(data) - newline - 1))
+        self.marks.append((start + newline + 1 if newline >= 0 else -1, self.mark))
 
     def _remember(self, start: int, data: bytes) -> None:
         self.history.append((start, data))
@@ -82,7 +90,11 @@ class _Output:
             self.kept -= len(self.history.popleft()[1])
 
     def _settle_after_broken_pipe(self, sent_end: int, engine: Engine) -> None:
-        """The reader closed the pipe: the mark goes back to the last line it took."""
+        """The reader closed the pipe: the mark goes back to the last line it took.
+
+        The bytes still in the pipe's buffer were never read. Within the recent output the
+        mark is that line's end; before it, the last mark set at or before that point.
+        """
         consumed = sent_end - _unread_in_pipe(self.fd)
         for chunk_start, chunk in reversed(self.history):
             if chunk_start >= consumed:
@@ -91,12 +103,17 @@ class _Output:
             if newline >= 0:
                 self.mark = engine.bookmarks.bookmark_at(chunk_start + newline + 1)
                 return
-        self.mark = engine.bookmarks.bookmark_at(self.history[0][0])
+        self.mark = next((mark for end, mark in reversed(self.marks) if 0 <= end <= consumed), self.first_mark)
 
 
 def _unread_in_pipe(fd: int) -> int:
-    """Bytes written to ``fd`` that no reader has taken (0 for anything but a pipe)."""
+    """Bytes written to ``fd`` that no reader has taken (0 for anything but a pipe).
+
+    Only for a pipe: on a socket, FIONREAD counts what came in, not what went out.
+    """
     try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return 0
         buffer = fcntl.ioctl(fd, termios.FIONREAD, struct.pack("i", 0))
     except OSError:
         return 0
@@ -106,24 +123,44 @@ def _unread_in_pipe(fd: int) -> int:
 def run_cat(options: CatOptions, out_fd: int = 1) -> int:
     """``s3logfs cat``: returns the exit status (0 at the end or when the reader left, 130/143 on a signal)."""
     engine = build_engine(options, size_ahead=False)
-    status = 0
-    with _stop_on_sigterm():
-        try:
-            engine.start_reading(options.follow)
-            place, name = engine.bookmarks.start_of(options.bookmark)
-            output = _Output(out_fd, place.offset, engine.bookmarks.bookmark_at(place.offset))
+    try:
+        with _stop_on_sigterm():
             try:
-                _copy(engine, place, output, options)
-            except KeyboardInterrupt:
-                status = 130
+                engine.start_reading(options.follow)
+                place, name = engine.bookmarks.start_of(options.bookmark)
             except _Stopped:
-                status = 143
-            except BrokenPipeError:  # the reader has all it wanted (head, less q): a normal end
-                status = 0
+                return 143  # nothing was printed: no bookmark to report
+            output = _Output(out_fd, place.offset, engine.bookmarks.bookmark_for(place.position, place.inner))
+            status = _copy_until_stopped(engine, place, output, options)
+        with _signals_held():
             _finish(engine, output, name)
-        finally:
-            engine.close()
-    return status
+        return status
+    finally:
+        engine.close()
+
+
+def _copy_until_stopped(engine: Engine, place: Place, output: _Output, options: CatOptions) -> int:
+    """Copy until the end, a signal or a reader that left; the exit status."""
+    try:
+        _copy(engine, place, output, options)
+    except KeyboardInterrupt:
+        return 130
+    except _Stopped:
+        return 143
+    except BrokenPipeError:  # the reader has all it wanted (head, less q): a normal end
+        return 0
+    return 0
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """A second Ctrl-C or SIGTERM waits until the bookmark is saved, then acts."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
 def _copy(engine: Engine, place: Place, output: _Output, options: CatOptions) -> None:
@@ -134,33 +171,41 @@ def _copy(engine: Engine, place: Place, output: _Output, options: CatOptions) ->
         while True:
             data = engine.reader.read(cursor, output.offset, READ_SIZE)
             if data:
-                output.write(data, engine)
+                output.write(data, engine, cursor)
                 continue
             if not options.follow:
                 return
-            _wait_for_growth(engine, output.offset)
+            _wait_for_growth(engine, output.offset, len(engine.reader.index))
     finally:
         if progress is not None:
             progress.stop()
 
 
-def _wait_for_growth(engine: Engine, offset: int) -> None:
+def _wait_for_growth(engine: Engine, offset: int, objects: int) -> None:
+    """Until the stream has more bytes or more objects (a new one may be estimated at 0 bytes)."""
     index = engine.reader.index
     with index.changed:
-        index.changed.wait_for(lambda: index.total() > offset, timeout=1.0)
+        index.changed.wait_for(lambda: index.total() > offset or len(index) > objects, timeout=1.0)
 
 
 def _finish(engine: Engine, output: _Output, name: str | None) -> None:
-    """Report skipped objects; print the bookmark in s3tail's form, last; save it under ``name``."""
+    """Save the bookmark under ``name``; report skipped objects; print the bookmark, in s3tail's form, last."""
     bookmarks = engine.bookmarks
-    skipped = engine.catalog.stats.snapshot().get("skips", 0)
-    if skipped:
-        print(f"s3logfs: skipped {skipped} object(s) that could not be read (--skip-errors; the log names them)",
-              file=sys.stderr, flush=True)
-    s3tail = bookmarks.as_s3tail(output.mark).format()
-    print(f"Bookmark: {s3tail}", file=sys.stderr, flush=True)
     if name is not None:
         bookmarks.move(name, output.mark, create=True)
+    skipped = engine.catalog.stats.snapshot().get("skips", 0)
+    try:
+        shown = bookmarks.as_s3tail(output.mark).format()
+    except S3LogFSError as error:  # s3tail's form counts lines in the cached object
+        log.warning("cannot count the lines for s3tail's bookmark form: %s", error)
+        shown = output.mark.describe()
+    try:
+        if skipped:
+            print(f"s3logfs: skipped {skipped} object(s) that could not be read (--skip-errors; the log names them)",
+                  file=sys.stderr, flush=True)
+        print(f"Bookmark: {shown}", file=sys.stderr, flush=True)
+    except OSError:  # stderr went with the pipe: the bookmark is saved all the same
+        pass
 
 
 @contextmanager

@@ -2,8 +2,9 @@
 
 At mount time the keys under the prefix come in lexicographic order. Keys found later
 are appended, even when they sort before keys already seen, so the order never changes
-during a mount (SPEC section 4). Each entry carries the object's listing record, its
-file node in the tree, and its decoded size once known.
+during a mount (SPEC section 4). Each entry carries the object's listing record and its
+decoded size once known; its file in the tree is found by path. Entries are kept in
+columns (see :class:`_Columns`), so that a million listed keys stay small in memory.
 
 The poller runs every ``poll_interval`` seconds:
 
@@ -27,13 +28,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from array import array
 from datetime import datetime
 
 from .cache import CachedObject
 from .errors import S3LogFSError
-from .names import FileNode, Tree
+from .compact import EtagColumn, KeyPositions
+from .names import Tree
 from .objects import UNKNOWN, ObjectFetcher, SizeProbe
 from .s3 import ObjectInfo
 from .timewindow import UTC, Window
@@ -50,26 +52,180 @@ POLL_LOOKBACK = 3600.0
 """Seconds of key time a windowed poll looks back: AWS delivers most logs within minutes."""
 RESCAN_LOOKBACK = 86400.0
 """Seconds a windowed full poll looks back: CloudFront delivers late lines up to a day late."""
+_NO_SIZE = -1
 
 
-@dataclass
+class _Columns:
+    """Every entry's fields, one typed array (or list) per field, position by position.
+
+    A mount holds one entry per listed key, a million on a large prefix: as objects (an
+    entry, its listing record, an ETag string, boxed sizes and times) they cost about 350
+    bytes a key; in columns about 60, beside the key itself. :class:`Entry` is a view of
+    one position, made on demand. Writes happen under the catalog's lock; a reader never
+    sees a position before its key is in (the key goes in last).
+    """
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self.lock = lock
+        self.positions = KeyPositions()
+        self.stored_sizes = array("q")
+        self.etags = EtagColumn()
+        self.modified = array("d")
+        self.confirmed = array("d")
+        self.decoded_sizes = array("q")
+        """The decoded size, or ``_NO_SIZE`` while unknown."""
+        self.exact = bytearray()
+        self.encodings = bytearray()
+        self.encoding_names: list[str | None] = [None]
+        """What each code of ``encodings`` stands for: a handful of codec names."""
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def append(self, info: ObjectInfo, confirmed_at: float) -> int:
+        self.stored_sizes.append(info.size)
+        self.etags.append(info.etag)
+        self.modified.append(info.last_modified)
+        self.confirmed.append(confirmed_at)
+        self.decoded_sizes.append(_NO_SIZE)
+        self.exact.append(False)
+        self.encodings.append(0)
+        return self.positions.append(info.key)
+
+    def info(self, position: int) -> ObjectInfo:
+        with self.lock:  # the fields of one listing record, not half of a replacement's
+            return ObjectInfo(self.positions.keys[position], self.stored_sizes[position], self.etags[position],
+                              self.modified[position])
+
+    def set_info(self, position: int, info: ObjectInfo) -> None:
+        with self.lock:
+            self.stored_sizes[position] = info.size
+            self.etags[position] = info.etag
+            self.modified[position] = info.last_modified
+
+    def encoding_code(self, encoding: str | None) -> int:
+        with self.lock:
+            if encoding not in self.encoding_names:
+                self.encoding_names.append(encoding)
+            return self.encoding_names.index(encoding)
+
+
 class Entry:
-    """One object of the mount. Mutable fields are guarded by the catalog's lock."""
+    """One object of the mount: a view of the catalog's columns at ``index``, made on demand.
 
-    index: int
-    info: ObjectInfo
-    node: FileNode
-    size: int | None = None
-    size_exact: bool = False
-    encoding: str | None = None
-    confirmed_at: float = 0.0
+    Two views of the same position are equal. Mutable fields are guarded by the catalog's lock.
+    """
+
+    __slots__ = ("_columns", "index")
+
+    def __init__(self, columns: _Columns, index: int) -> None:
+        self._columns = columns
+        self.index = index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Entry) and other._columns is self._columns and other.index == self.index
+
+    def __hash__(self) -> int:
+        return hash(self.index)
+
+    def __repr__(self) -> str:
+        return f"Entry({self.index}, {self.key!r})"
 
     @property
     def key(self) -> str:
-        return self.info.key
+        return self._columns.positions.keys[self.index]
+
+    @property
+    def info(self) -> ObjectInfo:
+        """The object's listing record (or its last HEAD's)."""
+        return self._columns.info(self.index)
+
+    @info.setter
+    def info(self, info: ObjectInfo) -> None:
+        self._columns.set_info(self.index, info)
+
+    @property
+    def size(self) -> int | None:
+        """The decoded size, once known."""
+        size = self._columns.decoded_sizes[self.index]
+        return None if size == _NO_SIZE else size
+
+    @size.setter
+    def size(self, size: int | None) -> None:
+        self._columns.decoded_sizes[self.index] = _NO_SIZE if size is None else size
+
+    @property
+    def size_exact(self) -> bool:
+        return bool(self._columns.exact[self.index])
+
+    @size_exact.setter
+    def size_exact(self, exact: bool) -> None:
+        self._columns.exact[self.index] = exact
+
+    @property
+    def encoding(self) -> str | None:
+        return self._columns.encoding_names[self._columns.encodings[self.index]]
+
+    @encoding.setter
+    def encoding(self, encoding: str | None) -> None:
+        self._columns.encodings[self.index] = self._columns.encoding_code(encoding)
+
+    @property
+    def confirmed_at(self) -> float:
+        """When a listing or HEAD last showed this version (``time.monotonic()``)."""
+        return self._columns.confirmed[self.index]
+
+    @confirmed_at.setter
+    def confirmed_at(self, when: float) -> None:
+        self._columns.confirmed[self.index] = when
 
 
 Listener = Callable[[list[Entry]], None]
+
+
+class _EntryList(Sequence[Entry]):
+    """The catalog's entries in stream order, as views made on demand."""
+
+    def __init__(self, columns: _Columns) -> None:
+        self._columns = columns
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]  # Sequence's int and slice forms
+        if isinstance(index, slice):
+            return [Entry(self._columns, each) for each in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return Entry(self._columns, index)
+
+
+class EntriesByKey(Mapping[str, Entry]):
+    """The catalog's entries by key: a read-only view over a compact key table, not a ``dict``."""
+
+    def __init__(self, columns: _Columns) -> None:
+        self._columns = columns
+
+    def __getitem__(self, key: str) -> Entry:
+        position = self._columns.positions.get(key)
+        if position is None:
+            raise KeyError(key)
+        return Entry(self._columns, position)
+
+    def get(self, key: str, default: Entry | None = None) -> Entry | None:  # type: ignore[override]
+        position = self._columns.positions.get(key)
+        return default if position is None else Entry(self._columns, position)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._columns.positions
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._columns.positions.keys))
+
+    def __len__(self) -> int:
+        return len(self._columns)
 
 
 class Catalog:
@@ -91,12 +247,13 @@ class Catalog:
         self.full_relist_every = max(1, full_relist_every)
         self.window = window
         self._lister = WindowLister(fetcher.client, prefix) if window is not None else None
-        self.entries: list[Entry] = []
-        self.by_key: dict[str, Entry] = {}
+        self._lock = threading.RLock()
+        self._columns = _Columns(self._lock)
+        self.entries: Sequence[Entry] = _EntryList(self._columns)
+        self.by_key: Mapping[str, Entry] = EntriesByKey(self._columns)
         self.greatest_key = ""
         self.mtime = time.time()
         self._listeners: list[Listener] = []
-        self._lock = threading.RLock()
         self._probe_locks: dict[str, threading.Lock] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -167,14 +324,11 @@ class Catalog:
         added: list[Entry] = []
         with self._lock:
             for info in infos:
-                if info.key in self.by_key:
+                if info.key in self._columns.positions:
                     continue
-                node = self.tree.add(info.key, info.last_modified)
-                entry = Entry(len(self.entries), info, node, confirmed_at=now)
-                self.entries.append(entry)
-                self.by_key[info.key] = entry
+                self.tree.add(info.key, info.last_modified)
+                added.append(Entry(self._columns, self._columns.append(info, now)))
                 self.greatest_key = max(self.greatest_key, info.key)
-                added.append(entry)
             if added:
                 self.mtime = time.time()
                 self.stats.set(keys=len(self.entries))
@@ -312,7 +466,7 @@ class Catalog:
 
     def _note_probe(self, entry: Entry, info: ObjectInfo, probe: SizeProbe) -> None:
         with self._lock:  # a read may have made the size exact while the probe ran
-            if not entry.size_exact and entry.info is info:
+            if not entry.size_exact and entry.info == info:  # not replaced meanwhile
                 entry.size, entry.size_exact, entry.encoding = probe.size, probe.exact, probe.encoding
 
     def start(self) -> None:

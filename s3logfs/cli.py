@@ -40,10 +40,10 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"s3logfs: {message} (see {self.prog} --help)\n")
 
 
-def _common_parser(suppress: bool = False) -> argparse.ArgumentParser:
+def _common_parser(suppress: bool = False) -> _OneLineParser:
     """The options every command takes. ``suppress`` leaves unset ones out of the namespace, for
     a sub-action whose parent command takes them too (argparse would reset the parent's values)."""
-    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS if suppress else None)
+    common = _OneLineParser(add_help=False, argument_default=argparse.SUPPRESS if suppress else None)
     group = common.add_argument_group("common options")
     group.add_argument("--region", help="AWS region")
     group.add_argument("--profile", help="AWS profile name")

@@ -26,11 +26,11 @@ from .s3 import S3Config
 from .timewindow import Window
 
 S3TAIL_OPTION_NAMES = {"cache_path": "cache_dir"}
+"""s3tail's option names that s3logfs spells differently."""
 DEFAULT_TIMEOUT = 30.0
 """``--timeout``: seconds without an answer or a byte before a request or a download fails."""
 CONNECT_TIMEOUT = 5.0
 """The longest a connection takes to open: ``--timeout`` when that is shorter."""
-"""s3tail's option names that s3logfs spells differently."""
 
 
 def config_file_candidates() -> list[Path]:
@@ -53,6 +53,8 @@ def find_config_file(explicit: Path | None) -> Path:
         return explicit.expanduser()
     candidates = config_file_candidates()
     return next((path for path in candidates if path.exists()), candidates[0])
+
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 

@@ -336,8 +336,10 @@ class LogFilesystem:
         data = self.reader.read(handle.cursor, handle.base + offset, size)
         newline = data.rfind(b"\n")
         if newline >= 0 and handle.bookmark is not None:
-            # Named by key and byte now: a later correction of an earlier estimate moves offsets.
-            handle.line_end = self.bookmarks.bookmark_at(handle.base + offset + newline + 1)
+            # Counted back from where the cursor stands, through the spans it read: an offset would
+            # move when an estimate before it is corrected (a trailer probe, another reader).
+            place = self.reader.place_before(handle.cursor, len(data) - newline - 1)
+            handle.line_end = self.bookmarks.bookmark_for(*place)
         return data
 
     def flush(self, fh: int) -> None:

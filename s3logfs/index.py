@@ -22,9 +22,13 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
+
+from .compact import EtagColumn, KeyPositions
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +37,8 @@ class Fenwick:
     """Prefix sums over a growing list of non-negative integers."""
 
     def __init__(self) -> None:
-        self._tree: list[int] = [0]
-        self._values: list[int] = []
+        self._tree = array("q", [0])  # typed arrays: 16 bytes a value, not two int objects and pointers
+        self._values = array("q")
 
     def __len__(self) -> int:
         return len(self._values)
@@ -55,6 +59,10 @@ class Fenwick:
 
     def value(self, position: int) -> int:
         return self._values[position]
+
+    def values(self) -> array:
+        """The values themselves (not a copy)."""
+        return self._values
 
     def prefix(self, count: int) -> int:
         """Sum of the first ``count`` values."""
@@ -81,9 +89,9 @@ class Fenwick:
         return position  # the largest position whose prefix sum is <= offset: it holds offset
 
 
-@dataclass
+@dataclass(slots=True)
 class Span:
-    """One object's place in the stream."""
+    """One object's place in the stream, as handed in and out: the index keeps it in columns."""
 
     key: str
     etag: str
@@ -91,54 +99,113 @@ class Span:
     exact: bool
 
 
+class _Spans(Sequence[Span]):
+    """The index's spans as :class:`Span` copies made on demand (a change goes through the index)."""
+
+    def __init__(self, index: StreamIndex) -> None:
+        self._index = index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, position):  # type: ignore[no-untyped-def]  # Sequence's int and slice forms
+        if isinstance(position, slice):
+            return [self[each] for each in range(*position.indices(len(self)))]
+        return self._index.span(position)
+
+
+class _PositionOf(Mapping[str, int]):
+    """Key -> position in the stream, over the index's compact key table."""
+
+    def __init__(self, positions: KeyPositions) -> None:
+        self._positions = positions
+
+    def __getitem__(self, key: str) -> int:
+        position = self._positions.get(key)
+        if position is None:
+            raise KeyError(key)
+        return position
+
+    def get(self, key: str, default: int | None = None) -> int | None:  # type: ignore[override]
+        position = self._positions.get(key)
+        return default if position is None else position
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._positions
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._positions.keys))
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+
 class StreamIndex:
-    """Lengths and offsets of the stream's objects, in stream order. Thread-safe."""
+    """Lengths and offsets of the stream's objects, in stream order. Thread-safe.
+
+    Kept in columns, not one object per span: a key list (the catalog's own strings), the
+    ETags as raw bytes, the lengths in the Fenwick tree's typed arrays and the exact flags in a
+    bytearray, so that a span costs about 40 bytes beyond strings shared with the catalog.
+    """
 
     def __init__(self, state_file: Path | None, persist: bool = True) -> None:
         """``state_file`` holds a previous mount's order and lengths; without ``persist`` it is
         only read (a time window's mount takes the known lengths but keeps its own order)."""
         self.state_file = state_file
         self.persist = persist
-        self.spans: list[Span] = []
-        self.position_of: dict[str, int] = {}
+        self._positions = KeyPositions()
+        self._etags = EtagColumn()
+        self._exact = bytearray()
         self._sums = Fenwick()
+        self.spans: Sequence[Span] = _Spans(self)
+        self.position_of: Mapping[str, int] = _PositionOf(self._positions)
         self._lock = threading.RLock()
         self._dirty = False
         self.mtime = time.time()
         self.changed = threading.Condition(self._lock)
 
     def __len__(self) -> int:
-        return len(self.spans)
+        return len(self._exact)  # grown last by append: every column holds this many
+
+    def span(self, position: int) -> Span:
+        """A copy of the span at ``position``."""
+        with self._lock:
+            if position < 0:
+                position += len(self)
+            if not 0 <= position < len(self):
+                raise IndexError(position)
+            key = self._positions.keys[position]
+            return Span(key, self._etags[position], self._sums.value(position), bool(self._exact[position]))
 
     def append(self, spans: Iterable[Span]) -> None:
         with self._lock:
             for span in spans:
-                if span.key in self.position_of:
+                if span.key in self._positions:
                     continue
-                self.position_of[span.key] = len(self.spans)
-                self.spans.append(span)
+                self._positions.append(span.key)
+                self._etags.append(span.etag)
                 self._sums.append(span.length)
+                self._exact.append(span.exact)
             self._touch()
 
     def correct(self, position: int, length: int, exact: bool = True, etag: str | None = None) -> None:
         """Record a span's real length (it was an estimate, or its object was replaced)."""
         with self._lock:
-            span = self.spans[position]
+            span = self.span(position)
             if span.length != length:
                 log.debug("stream length of %s corrected: %d -> %d", span.key, span.length, length)
                 self._sums.set(position, length)
-                span.length = length
                 self._touch()
             elif span.exact != exact:
                 self._dirty = True
-            span.exact = exact
+            self._exact[position] = exact
             if etag is not None:
-                span.etag = etag
+                self._etags[position] = etag
 
     def estimate(self, position: int, length: int) -> None:
         """A better estimate of a span's length; ignored once the span is exact."""
         with self._lock:
-            if not self.spans[position].exact:
+            if not self._exact[position]:
                 self.correct(position, length, exact=False)
 
     def _touch(self) -> None:
@@ -203,14 +270,35 @@ class StreamIndex:
         with self._lock:
             if not self._dirty:
                 return
-            payload = {"spans": [span.__dict__ for span in self.spans]}
+            columns = (list(self._positions.keys), self._etags.copy(), array("q", self._sums.values()),
+                       bytes(self._exact))
             self._dirty = False
         self.state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".tmp", dir=self.state_file.parent)
         try:
             with os.fdopen(fd, "w") as handle:
-                json.dump(payload, handle)
+                _write_spans(handle, *columns)
             os.rename(tmp, self.state_file)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+_SAVE_CHUNK = 1024
+
+
+def _write_spans(handle: IO[str], keys: list[str], etags: EtagColumn, lengths: array, exact: bytes) -> None:
+    """Write ``{"spans": [{"key", "etag", "length", "exact"}, ...]}`` a chunk of spans at a time.
+
+    The same JSON as one ``json.dump`` of the whole list, without a dict per span in memory
+    at once: at a million keys those dicts alone took hundreds of megabytes.
+    """
+    handle.write('{"spans": [')
+    for start in range(0, len(keys), _SAVE_CHUNK):
+        rows = (
+            f'{{"key": {json.dumps(keys[n])}, "etag": {json.dumps(etags[n])}, '
+            f'"length": {lengths[n]}, "exact": {"true" if exact[n] else "false"}}}'
+            for n in range(start, min(start + _SAVE_CHUNK, len(keys)))
+        )
+        handle.write((", " if start else "") + ", ".join(rows))
+    handle.write("]}")

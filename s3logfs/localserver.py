@@ -183,7 +183,7 @@ class CountingMiddleware:
             started: list[Any] = []
             _hide_newlines(environ)
             original = b"".join(self.app(environ, lambda *args: started.append(args)))
-            body = _restore_newlines(original)
+            body = original if kind == "get" else _restore_newlines(original)  # an object's bytes stay as stored
             status, headers = started[0][0], started[0][1]
             if len(body) != len(original):
                 headers = [(k, v) for k, v in headers if k.lower() != "content-length"]

@@ -43,7 +43,8 @@ class LogStream:
       is asked up to ``prefetch`` keys ahead of the lines being handled.
     * ``bookmark`` is a bookmark name (read from, and saved to, the config file's
       ``[bookmarks]``, shared with ``s3logfs cat -b`` and mounts), s3tail's ``KEY:LINE``,
-      ``KEY@BYTE``, or a stream offset.
+      ``KEY@BYTE``, or a stream offset. Lines are whole: a place inside a line hands over
+      that whole line (bookmarks that readers save always lie at a line's end).
     * ``follow=True`` keeps waiting for new objects (``poll_interval``) until :meth:`stop`.
     """
 
@@ -205,7 +206,8 @@ class LogStream:
             self._key, self._line, self._byte = key, 0, 0
             for raw in handle:
                 self._line += 1
-                self._byte += len(raw)
+                # A last line without a newline: the stream adds one, and a bookmark counts it.
+                self._byte += len(raw) + (not raw.endswith(b"\n"))
                 if self._byte <= inner:
                     continue  # before the bookmark: counted, not handed over
                 yield self._line, raw.rstrip(b"\n").decode("utf-8", "replace")

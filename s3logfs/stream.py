@@ -136,8 +136,10 @@ class StreamReader:
                 spans = [self._known_span(entry) for entry in entries]
                 if self.size_ahead:
                     self._settle_tail(entries, spans)
-            else:
+            elif self.size_ahead:  # decoded first, so st_size only grows by bytes really there
                 spans = list(self._fetch_pool.map(self._settle, entries))
+            else:  # a front-to-back reader sizes each object as it reads it, and fetches no other
+                spans = [self._known_span(entry) for entry in entries]
             start = len(self.index)
             self.index.append(spans)
             self.ready.set()  # before saving: writing 10,000 spans takes a tenth of a second
@@ -307,6 +309,20 @@ class StreamReader:
         data = b"".join(chunks)
         cursor.next_offset, cursor.position, cursor.inner = offset + len(data), position, inner
         return data
+
+    def place_before(self, cursor: Cursor, back: int) -> tuple[int, int]:
+        """``(position, inner)`` of the place ``back`` bytes before where ``cursor`` stands.
+
+        Counted through the spans the cursor has just read, which are exact, so a correction
+        of an estimate elsewhere in the stream cannot move it (a stream offset would move).
+        A place at an object's very end is given as that object's length, not the next start.
+        """
+        position, inner = cursor.position, cursor.inner
+        while position > 0 and back >= inner:  # at or before this object's start: into the one before
+            back -= inner
+            position -= 1
+            inner = self.index.spans[position].length
+        return position, max(0, inner - back)
 
     def _copy(self, cursor: Cursor, inner: int, limit: int) -> bytes:
         if inner < cursor.data_size:

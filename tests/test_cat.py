@@ -188,9 +188,19 @@ def test_cat_needs_no_fuse(server: LocalS3Server, bucket: str, logs: bytes, tmp_
     assert result.stdout == logs
     script = textwrap.dedent(f"""
         import sys
+
+        class Watch:
+            tried = []
+
+            def find_spec(self, name, path=None, target=None):
+                self.tried.append(name)
+                return None
+
+        sys.meta_path.insert(0, Watch())
         from s3logfs import LogStream
         lines = list(LogStream({bucket!r}, "logs/", endpoint_url={server.endpoint_url!r}, cache_dir={str(tmp_path)!r}))
-        assert "mfusepy" not in sys.modules
+        assert "s3logfs.engine" in Watch.tried  # the watch sees imports
+        assert not {{"mfusepy", "fuse", "s3logfs.fuse_ops", "s3logfs.mount"}} & set(Watch.tried), Watch.tried
         print(len(lines))
     """)
     assert run([sys.executable, "-c", script], env=env, text=True).stdout == "9\n"
@@ -319,3 +329,35 @@ def test_iteration_equals_watch(stream_args: dict[str, Any]) -> None:
         stream.watch()
     with LogStream(**stream_args) as stream:
         assert list(stream) == watched
+
+
+def test_a_bookmark_after_an_unterminated_line_resumes_cleanly(stream_args: dict[str, Any], cat: Any) -> None:
+    """C ends without a newline (the stream adds one): stopping after it resumes at D, with no blank line."""
+    with LogStream(**stream_args, bookmark="api") as stream:
+        for line in stream:
+            if line == "c2 unterminated":
+                break
+    assert cat("-b", "api", "-c", str(stream_args["config_file"])).stdout == b"d1\n"
+
+
+def test_a_key_handler_skips_new_keys_unfetched(stream_args: dict[str, Any], s3: Any, bucket: str,
+                                                server: LocalS3Server) -> None:
+    """While following, a new key that key_handler refuses is never downloaded."""
+    asked: list[str] = []
+    lines: list[str] = []
+    with LogStream(**stream_args, follow=True, poll_interval=0.5) as stream:
+        def take(num: int, line: str) -> str | None:
+            lines.append(line)
+            if line == "d1":
+                s3.put_object(Bucket=bucket, Key="logs/2016-08-04-00-35-10-E.gz", Body=gzip.compress(b"e1\n"))
+                s3.put_object(Bucket=bucket, Key="logs/2016-08-04-00-40-10-F", Body=b"f1\n")
+            return "done" if line == "f1" else None
+
+        stream.line_handler = take
+        stream.key_handler = lambda key, path, cached: asked.append(key) or key != "logs/2016-08-04-00-35-10-E.gz"
+        assert stream.watch() == "done"
+    assert "logs/2016-08-04-00-35-10-E.gz" in asked
+    assert lines[-2:] == ["d1", "f1"]
+    fetched = {request.key for request in server.counters.requests if request.kind == "get"}
+    assert "logs/2016-08-04-00-40-10-F" in fetched  # the counter sees GETs by key
+    assert "logs/2016-08-04-00-35-10-E.gz" not in fetched

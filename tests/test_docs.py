@@ -83,3 +83,15 @@ def test_the_ported_s3tail_example_runs(server: LocalS3Server, tmp_path: Path) -
     output = run([sys.executable, "-c", example], env=env).stdout.decode()
     assert output == ("1: one\n2: two\n1: three\n"
                       "stopped at bookmark production-s3-access-2016-08-04-00-20-31-A:1\n")
+
+
+def test_the_bookmarks_example_parses() -> None:
+    from s3logfs.bookmarks import _section_items
+
+    example = README.split("### Bookmarks", 1)[1].split("```ini\n", 1)[1].split("```", 1)[0]
+    items = _section_items(example)
+    assert set(items) == {"nightly", "triage", "from-s3tail"}
+    from s3logfs.bookmarks import Bookmark
+
+    for value in items.values():
+        Bookmark.parse(value)

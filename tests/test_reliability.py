@@ -94,6 +94,24 @@ def test_skip_errors_leaves_out_an_object_that_cannot_be_read(
     assert stats(mount)["skips"] == 1
 
 
+@pytest.mark.parametrize("kind", ["corrupt", "5xx"])
+def test_cat_skip_errors_leaves_out_an_object_that_cannot_be_read(
+    s3: Any, bucket: str, server: LocalS3Server, faults: list[Fault], tmp_path: Path, kind: str
+) -> None:
+    expected = _skip_setup(s3, bucket)
+    _break(kind, s3, bucket, "logs/b.log", faults)
+    log_file = tmp_path / "cat.log"
+    command = s3logfs_command("cat", f"{bucket}/logs/", "--endpoint-url", server.endpoint_url, "--cache-dir",
+                              str(tmp_path / "cache"), "--log-file", str(log_file), "-c", str(tmp_path / "rc"))
+    result = run([*command, "--skip-errors"])
+    assert result.stdout == expected["logs/a.log"] + expected["logs/c.log"]
+    assert b"skipped 1 object" in result.stderr, result.stderr
+    skipped = [line for line in log_file.read_text().splitlines() if "skipped" in line]
+    assert len(skipped) == 1 and "logs/b.log" in skipped[0]
+    failed = run(command, check=False)
+    assert failed.returncode != 0 and failed.stdout == expected["logs/a.log"]
+
+
 @pytest.mark.parametrize("kind", ["missing", "corrupt"])
 def test_without_skip_errors_the_stream_gives_eio_at_that_object(
     s3: Any, bucket: str, mount_one: Any, faults: list[Fault], kind: str

@@ -451,7 +451,7 @@ def test_names_never_change_when_keys_are_added_later() -> None:
         tree.add(key, 1.8e9)
     for key, path in before.items():
         assert tree.path_of(key) == path, key
-        assert path is not None and tree.lookup(path) is nodes[key]
+        assert path is not None and tree.lookup(path) == nodes[key]
 
 
 # --------------------------------------------------------------------------------------------
