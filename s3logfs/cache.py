@@ -276,6 +276,7 @@ class DiskCache:
                 dropped += _remove(content, meta_path)
             for tmp in self.root.glob(f"??/.*{TMP_SUFFIX}"):
                 tmp.unlink(missing_ok=True)
+            (self.root / _SIZE_FILE).unlink(missing_ok=True)  # the next write with a limit counts afresh
         return dropped
 
     def close(self) -> None:

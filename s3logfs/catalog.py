@@ -28,16 +28,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
 from array import array
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 
 from .cache import CachedObject
+from .compact import EtagColumn, KeyPositions, KeyStore
 from .errors import S3LogFSError
-from .compact import EtagColumn, KeyPositions
 from .names import Tree
 from .objects import UNKNOWN, ObjectFetcher, SizeProbe
-from .s3 import ObjectInfo
+from .s3 import ObjectInfo, Stats
 from .timewindow import UTC, Window
 from .windowlisting import WindowLister
 
@@ -65,9 +65,9 @@ class _Columns:
     sees a position before its key is in (the key goes in last).
     """
 
-    def __init__(self, lock: threading.RLock) -> None:
+    def __init__(self, lock: threading.RLock, keys: KeyStore) -> None:
         self.lock = lock
-        self.positions = KeyPositions()
+        self.positions = KeyPositions(keys)
         self.stored_sizes = array("q")
         self.etags = EtagColumn()
         self.modified = array("d")
@@ -94,7 +94,7 @@ class _Columns:
 
     def info(self, position: int) -> ObjectInfo:
         with self.lock:  # the fields of one listing record, not half of a replacement's
-            return ObjectInfo(self.positions.keys[position], self.stored_sizes[position], self.etags[position],
+            return ObjectInfo(self.positions.key(position), self.stored_sizes[position], self.etags[position],
                               self.modified[position])
 
     def set_info(self, position: int, info: ObjectInfo) -> None:
@@ -133,7 +133,7 @@ class Entry:
 
     @property
     def key(self) -> str:
-        return self._columns.positions.keys[self.index]
+        return self._columns.positions.key(self.index)
 
     @property
     def info(self) -> ObjectInfo:
@@ -222,7 +222,7 @@ class EntriesByKey(Mapping[str, Entry]):
         return key in self._columns.positions
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._columns.positions.keys))
+        return iter(self._columns.positions.keys())
 
     def __len__(self) -> int:
         return len(self._columns)
@@ -248,7 +248,7 @@ class Catalog:
         self.window = window
         self._lister = WindowLister(fetcher.client, prefix) if window is not None else None
         self._lock = threading.RLock()
-        self._columns = _Columns(self._lock)
+        self._columns = _Columns(self._lock, tree.keys)  # the tree's interned keys, shared
         self.entries: Sequence[Entry] = _EntryList(self._columns)
         self.by_key: Mapping[str, Entry] = EntriesByKey(self._columns)
         self.greatest_key = ""
@@ -264,7 +264,7 @@ class Catalog:
         self._grew = threading.Condition(self._lock)
 
     @property
-    def stats(self):  # noqa: ANN201 - the S3 layer's Stats
+    def stats(self) -> Stats:
         return self.fetcher.client.stats
 
     def subscribe(self, listener: Listener) -> None:

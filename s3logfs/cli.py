@@ -276,10 +276,10 @@ def _cmd_bookmarks(args: argparse.Namespace) -> int:
         for name, bookmark in sorted(store.all().items()):
             print(f"{name}\t{bookmark.source or '(s3tail: any source naming the key)'}\t{bookmark.describe()}")
     elif action == "get":
-        bookmark = store.get(args.name)
-        if bookmark is None:
+        found = store.get(args.name)
+        if found is None:
             raise UsageError(f"no bookmark named {args.name!r} in {store.path}")
-        print(bookmark.format())
+        print(found.format())
     elif action == "set":
         place = Bookmark.parse(args.place)
         if place.offset is not None:

@@ -14,6 +14,7 @@ returns the rest and raises :class:`CodecError` on a truncated or corrupt input.
 
 from __future__ import annotations
 
+import types
 import zlib
 from collections.abc import Iterable, Iterator
 from typing import Protocol
@@ -21,16 +22,17 @@ from typing import Protocol
 from .errors import CodecError
 from .records import NONE, record_decoder
 
+_zlib: types.ModuleType
 try:  # isal (a dependency on x86_64 and aarch64) inflated AWS logs 2.7x faster than zlib here
     from isal import isal_zlib as _zlib
 except ImportError:  # pragma: no cover - other machines
-    _zlib = zlib  # type: ignore[no-redef]
+    _zlib = zlib
 
 GZIP_MAGIC = b"\x1f\x8b"
 GZIP = "gzip"
 PLAIN = "plain"
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
-_INFLATE_ERRORS = (zlib.error, _zlib.error)
+_INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _zlib.error)
 """isal raises its own ``IsalError``, which is not a ``zlib.error``."""
 
 

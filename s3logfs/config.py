@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cache import default_cache_dir
 from . import validation
+from .cache import default_cache_dir
 from .errors import UsageError
 from .redaction import RedactingFilter
 from .s3 import S3Config
@@ -176,17 +176,22 @@ class Settings:
             raise UsageError(f"bad value for {name} in the config file: {text!r}") from error
 
 
+def s3_config(region: str | None = None, profile: str | None = None, endpoint_url: str | None = None,
+              timeout: float = DEFAULT_TIMEOUT) -> S3Config:
+    """How to reach S3, ``timeout`` (``--timeout``) checked and spread over botocore's timeouts."""
+    timeout = validation.seconds("timeout", timeout, validation.MIN_TIMEOUT)
+    return S3Config(region=region, profile=profile, endpoint_url=endpoint_url,
+                    connect_timeout=min(timeout, CONNECT_TIMEOUT), read_timeout=timeout, timeout=timeout)
+
+
 def common_options(settings: Settings, config_file: Path | None) -> CommonOptions:
     max_size = settings.get("cache_max_size")
     log_file = settings.get("log_file")
-    timeout = validation.seconds("timeout", settings.get("timeout", DEFAULT_TIMEOUT, float), validation.MIN_TIMEOUT)
-    s3 = S3Config(
+    s3 = s3_config(
         region=settings.get("region"),
         profile=settings.get("profile"),
         endpoint_url=settings.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL") or None,
-        connect_timeout=min(timeout, CONNECT_TIMEOUT),
-        read_timeout=timeout,
-        timeout=timeout,
+        timeout=settings.get("timeout", DEFAULT_TIMEOUT, float),
     )
     return CommonOptions(
         s3=s3,

@@ -94,17 +94,17 @@ _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 # (weight, user agent) -- real browser strings plus a few tools and a crawler.
 _USER_AGENTS = (
-    (30, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-         "Chrome/120.0.0.0 Safari/537.36"),
-    (14, "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-         "Version/17.1 Safari/605.1.15"),
-    (14, "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 "
-         "(KHTML, like Gecko) Version/17.1.2 Mobile/15E148 Safari/604.1"),
-    (12, "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
-         "Chrome/120.0.0.0 Mobile Safari/537.36"),
+    (30, ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "Chrome/120.0.0.0 Safari/537.36")),
+    (14, ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+          "Version/17.1 Safari/605.1.15")),
+    (14, ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 "
+          "(KHTML, like Gecko) Version/17.1.2 Mobile/15E148 Safari/604.1")),
+    (12, ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "Chrome/120.0.0.0 Mobile Safari/537.36")),
     (9, "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"),
-    (8, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-        "Chrome/120.0.0.0 Safari/537.36 Edg/120.0.2210.61"),
+    (8, ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+         "Chrome/120.0.0.0 Safari/537.36 Edg/120.0.2210.61")),
     (5, "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"),
     (4, "curl/8.4.0"),
 )
@@ -286,10 +286,10 @@ def _s3_line(rng: random.Random, epoch_us: int, ip: str, ua: str, res: tuple, st
     status = _S3_STATUS.get(status, status)
     requester, op, key, uri, sig, auth, err, sent, obj = _s3_request(rng, res, status)
     if requester != "-":
-        ua = rng.choice(("aws-cli/2.15.10 Python/3.11.6 Linux/6.1.66 exe/x86_64.amzn.2023 "
-                         "prompt/off command/s3.cp",
-                         "Boto3/1.34.11 md/Botocore#1.34.11 ua/2.0 os/linux#6.1.66 "
-                         "md/arch#x86_64 lang/python#3.11.6 cfg/retry-mode#legacy Botocore/1.34.11"))
+        ua = rng.choice((("aws-cli/2.15.10 Python/3.11.6 Linux/6.1.66 exe/x86_64.amzn.2023 "
+                          "prompt/off command/s3.cp"),
+                         ("Boto3/1.34.11 md/Botocore#1.34.11 ua/2.0 os/linux#6.1.66 "
+                          "md/arch#x86_64 lang/python#3.11.6 cfg/retry-mode#legacy Botocore/1.34.11")))
     total = rng.randint(2, 40) if sent == "-" or int(sent) < 20_000 else rng.randint(20, 320)
     turn = str(rng.randint(1, total)) if err == "-" else "-"
     referer = f"https://{SITE_HOST}/" if requester == "-" and rng.random() < 0.6 else "-"
@@ -525,9 +525,9 @@ def _lambda_invocation(rng: random.Random) -> list[str]:
         messages.append(f"{_STAMP}\t{rid}\tINFO\titem {item} served in {duration:.1f} ms "
                         f"(cache {'hit' if rng.random() < 0.7 else 'miss'})")
     messages += [f"END RequestId: {rid}",
-                 f"REPORT RequestId: {rid}\tDuration: {duration:.2f} ms\tBilled Duration: "
-                 f"{math.ceil(duration)} ms\tMemory Size: 256 MB\t"
-                 f"Max Memory Used: {rng.randint(68, 112)} MB\t"]
+                 (f"REPORT RequestId: {rid}\tDuration: {duration:.2f} ms\tBilled Duration: "
+                  f"{math.ceil(duration)} ms\tMemory Size: 256 MB\t"
+                  f"Max Memory Used: {rng.randint(68, 112)} MB\t")]
     return messages
 
 

@@ -10,39 +10,25 @@ the same engine with :func:`build_engine`; nothing here imports the FUSE binding
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 from .bookmarks import BookmarkStore, StreamBookmarks
 from .cache import DiskCache, check_cache_dir
 from .catalog import Catalog
-from .config import CommonOptions
+from .config import CatOptions, MountOptions
 from .index import StreamIndex
 from .names import Tree
 from .objects import ObjectFetcher
 from .records import cache_subdir
 from .s3 import S3Client, Stats
 from .stream import StreamReader
-from .timewindow import Window
 
 RESERVED_ROOT_NAMES = frozenset({"stream", ".bookmarks"})
 """Root names of the mount's own entries: a key of that name gets another name (see :mod:`s3logfs.names`)."""
 
 
-class SourceOptions(Protocol):
-    """What the engine needs to know of a command's options (``mount``'s, ``cat``'s, ``LogStream``'s)."""
-
-    common: CommonOptions
-    bucket: str
-    prefix: str
-    poll_interval: float
-    prefetch: int
-    raw: bool
-    records: str
-    window: Window | None
-    skip_errors: bool
-
-    @property
-    def source(self) -> str: ...
+SourceOptions = MountOptions | CatOptions
+"""What the engine is built from: ``mount``'s options, or ``cat``'s and ``LogStream``'s (frozen
+dataclasses, whose fields a protocol of plain attributes would wrongly ask to be settable)."""
 
 
 @dataclass
@@ -96,7 +82,7 @@ def build_engine(options: SourceOptions, client: S3Client | None = None, size_ah
     tree = Tree(dir_prefix(options.prefix), not options.raw, set(RESERVED_ROOT_NAMES), first_ino=16)
     catalog = Catalog(fetcher, options.prefix, tree, options.poll_interval, window=options.window)
     state_file = None if cache.ephemeral else StreamIndex.state_path(cache.root, options.bucket, options.prefix)
-    index = StreamIndex(state_file, persist=options.window is None)  # a window's offsets are its own
+    index = StreamIndex(state_file, persist=options.window is None, keys=tree.keys)  # a window's offsets are its own
     reader = StreamReader(catalog, index, options.prefetch, skip_errors=options.skip_errors, size_ahead=size_ahead)
     store = BookmarkStore(common.config_file)
     bookmarks = StreamBookmarks(store, options.source, options.prefix, catalog, index, reader.exact_length)

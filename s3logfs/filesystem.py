@@ -297,9 +297,9 @@ class LogFilesystem:
     # content ----------------------------------------------------------------------
 
     def open(self, path: str, flags: int) -> Opened:
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
-            if not (path.startswith(BOOKMARKS_PATH + "/") and not flags & (os.O_TRUNC | os.O_APPEND)):
-                raise ReadOnly(path)
+        writes = flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND)
+        if writes and not (path.startswith(BOOKMARKS_PATH + "/") and not flags & (os.O_TRUNC | os.O_APPEND)):
+            raise ReadOnly(path)
         if path == STREAM_PATH:
             return Opened(self._handles.add(Handle(cursor=Cursor())), direct_io=True)
         if path.startswith(BOOKMARKS_PATH + "/"):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .compact import EtagColumn, KeyPositions
+from .compact import EtagColumn, KeyPositions, KeyStore, release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class _PositionOf(Mapping[str, int]):
         return key in self._positions
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._positions.keys))
+        return iter(self._positions.keys())
 
     def __len__(self) -> int:
         return len(self._positions)
@@ -148,12 +148,13 @@ class StreamIndex:
     bytearray, so that a span costs about 40 bytes beyond strings shared with the catalog.
     """
 
-    def __init__(self, state_file: Path | None, persist: bool = True) -> None:
+    def __init__(self, state_file: Path | None, persist: bool = True, keys: KeyStore | None = None) -> None:
         """``state_file`` holds a previous mount's order and lengths; without ``persist`` it is
-        only read (a time window's mount takes the known lengths but keeps its own order)."""
+        only read (a time window's mount takes the known lengths but keeps its own order).
+        ``keys`` is where the keys are interned, shared with the tree and the catalog."""
         self.state_file = state_file
         self.persist = persist
-        self._positions = KeyPositions()
+        self._positions = KeyPositions(keys)
         self._etags = EtagColumn()
         self._exact = bytearray()
         self._sums = Fenwick()
@@ -174,19 +175,22 @@ class StreamIndex:
                 position += len(self)
             if not 0 <= position < len(self):
                 raise IndexError(position)
-            key = self._positions.keys[position]
+            key = self._positions.key(position)
             return Span(key, self._etags[position], self._sums.value(position), bool(self._exact[position]))
 
     def append(self, spans: Iterable[Span]) -> None:
+        added = 0
         with self._lock:
             for span in spans:
                 if span.key in self._positions:
                     continue
-                self._positions.append(span.key)
                 self._etags.append(span.etag)
                 self._sums.append(span.length)
                 self._exact.append(span.exact)
+                self._positions.append(span.key)
+                added += 1
             self._touch()
+        release_free_memory(added)  # a mount-time listing's batch: its parsing and the growth are done
 
     def correct(self, position: int, length: int, exact: bool = True, etag: str | None = None) -> None:
         """Record a span's real length (it was an estimate, or its object was replaced)."""
@@ -270,7 +274,7 @@ class StreamIndex:
         with self._lock:
             if not self._dirty:
                 return
-            columns = (list(self._positions.keys), self._etags.copy(), array("q", self._sums.values()),
+            columns = (self._positions.snapshot(), self._etags.copy(), array("q", self._sums.values()),
                        bytes(self._exact))
             self._dirty = False
         self.state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -282,12 +286,15 @@ class StreamIndex:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        finally:
+            del columns
+        release_free_memory(len(self))  # the snapshot's copies
 
 
 _SAVE_CHUNK = 1024
 
 
-def _write_spans(handle: IO[str], keys: list[str], etags: EtagColumn, lengths: array, exact: bytes) -> None:
+def _write_spans(handle: IO[str], keys: KeyPositions, etags: EtagColumn, lengths: array, exact: bytes) -> None:
     """Write ``{"spans": [{"key", "etag", "length", "exact"}, ...]}`` a chunk of spans at a time.
 
     The same JSON as one ``json.dump`` of the whole list, without a dict per span in memory
@@ -296,7 +303,7 @@ def _write_spans(handle: IO[str], keys: list[str], etags: EtagColumn, lengths: a
     handle.write('{"spans": [')
     for start in range(0, len(keys), _SAVE_CHUNK):
         rows = (
-            f'{{"key": {json.dumps(keys[n])}, "etag": {json.dumps(etags[n])}, '
+            f'{{"key": {json.dumps(keys.key(n))}, "etag": {json.dumps(etags[n])}, '
             f'"length": {lengths[n]}, "exact": {"true" if exact[n] else "false"}}}'
             for n in range(start, min(start + _SAVE_CHUNK, len(keys)))
         )

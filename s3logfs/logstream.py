@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,10 +19,9 @@ from typing import Any
 
 from .bookmarks import Bookmark, Place
 from .cache import default_cache_dir
-from .config import CatOptions, CommonOptions, find_config_file
+from .config import DEFAULT_TIMEOUT, CatOptions, CommonOptions, find_config_file, s3_config
 from .engine import Engine, build_engine
-from .errors import S3LogFSError
-from .s3 import S3Config, parse_source
+from .s3 import parse_source
 from .timewindow import make_window
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,13 @@ class LogStream:
         poll_interval: float = 10.0,
         prefetch: int = 16,
         skip_errors: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
         config_file: str | Path | None = None,
     ) -> None:
         if bucket.startswith("s3://") and not prefix:  # LogStream("s3://bucket/prefix") works too
             bucket, prefix = parse_source(bucket)
         common = CommonOptions(
-            s3=S3Config(region=region_name, profile=profile_name, endpoint_url=endpoint_url),
+            s3=s3_config(region_name, profile_name, endpoint_url, timeout),
             cache_dir=Path(cache_dir).expanduser() if cache_dir else default_cache_dir(),
             cache_hours=cache_hours,
             cache_max_size=None,
@@ -194,14 +195,11 @@ class LogStream:
 
     def _key_lines(self, engine: Engine, position: int, inner: int) -> Iterator[tuple[int, str]]:
         key = engine.reader.index.spans[position].key
-        try:
-            cached = engine.reader.open_object(position)
-            handle = open(cached.path, "rb")
-        except (S3LogFSError, OSError) as error:
-            if not self.options.skip_errors:
-                raise
-            log.warning("skipped s3://%s/%s: %s", engine.fetcher.bucket, key, error)
+        cached = engine.reader.open_object(position)  # None: left out by skip_errors (logged, counted)
+        if cached is None:
             return
+        _, fd = engine.fetcher.open(engine.catalog.by_key[key].info, cached)  # fetched again if evicted
+        handle = os.fdopen(fd, "rb")
         with handle:
             self._key, self._line, self._byte = key, 0, 0
             for raw in handle:

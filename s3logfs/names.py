@@ -33,7 +33,7 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .compact import HashPositions
+from .compact import HashPositions, KeyPositions, KeyStore
 
 NAME_MAX = 255
 _TRUNCATED_KEEP = 200
@@ -99,7 +99,7 @@ class DirNode:
     """Name -> subdirectory; files are found through the tree's name table."""
     subdirs: dict[str, DirNode] = field(default_factory=dict)  # raw name -> node
     mtime: float = 0.0
-    refs: array = field(default_factory=lambda: array("q"))
+    refs: array = field(default_factory=lambda: array("i"))
     """The children in the order they came, as ints (see ``_DIR_REF``): append-only, so a
     position is a stable readdir offset."""
 
@@ -157,10 +157,13 @@ class Tree:
         self._dirs: list[DirNode] = []
         self.root = self._new_dir(ino=1, name="", parent_ino=1)
         self._reserved = set(reserved_root_names)
-        self._keys: list[str] = []
+        self.keys = KeyStore(dir_prefix)
+        """The mount's keys, interned: shared with the catalog and the index."""
+        self._file_keys = KeyPositions(self.keys)
+        """File id -> key: the file ids are positions (the key ids themselves, in a mount)."""
         self._inos = array("q")
-        self._parents = array("q")
-        self._hashes = array("q")
+        self._parents = array("I")
+        self._hashes = array("i")
         self._odd_names: dict[int, str] = {}
         """File id -> name, for the names that are not the default of their key."""
         self._files = HashPositions(lambda file: self._hashes[file])
@@ -178,8 +181,7 @@ class Tree:
             raw = raw_names[-1]
             preferred = self._file_names(raw)
             name = self._free_name(parent, preferred, raw)
-            file = len(self._keys)
-            self._keys.append(key)
+            file = self._file_keys.append(key)
             self._inos.append(self._take_ino())
             self._parents.append(parent.ino)
             hashed = _name_hash(parent.ino, name)
@@ -216,8 +218,9 @@ class Tree:
                 if found is None:
                     return None
                 node, path = found, f"{path}/{found.name}"
+            key_id = self.keys.find(key)
             for ref in node.refs:
-                if ref >= 0 and self._keys[ref] == key:
+                if ref >= 0 and self._file_keys.key_id(ref) == key_id:
                     return f"{path}/{self._name_of(ref)}"
             return None
 
@@ -225,14 +228,14 @@ class Tree:
         """The node a directory's child reference stands for."""
         if ref < 0:
             return self._dirs[_DIR_REF - ref]
-        return FileNode(self._inos[ref], self._name_of(ref), self._keys[ref])
+        return FileNode(self._inos[ref], self._name_of(ref), self._key_of(ref))
 
     def _child(self, parent: DirNode, name: str) -> DirNode | FileNode | None:
         found = parent.dirs.get(name)
         if found is not None:
             return found
         file = self._find_file(parent, name)
-        return None if file is None else FileNode(self._inos[file], name, self._keys[file])
+        return None if file is None else FileNode(self._inos[file], name, self._key_of(file))
 
     def _find_file(self, parent: DirNode, name: str) -> int | None:
         hashed = _name_hash(parent.ino, name)
@@ -244,8 +247,11 @@ class Tree:
         odd = self._odd_names.get(file)
         if odd is not None:
             return odd
-        raw = _leaf(self._keys[file][len(self.dir_prefix) :])
+        raw = _leaf(self._key_of(file)[len(self.dir_prefix) :])
         return _fit_length(self._file_names(raw)[0], raw)
+
+    def _key_of(self, file: int) -> str:
+        return self._file_keys.key(file)
 
     def _new_dir(self, ino: int, name: str, parent_ino: int) -> DirNode:
         node = DirNode(ino=ino, name=name, parent_ino=parent_ino, tree=self)
@@ -296,7 +302,8 @@ class Tree:
 
 
 def _name_hash(parent_ino: int, name: str) -> int:
-    return hash((parent_ino, name))
+    """31 bits of hash: kept per file in a 4-byte array, and enough for any table's mask."""
+    return hash((parent_ino, name)) & 0x7FFFFFFF
 
 
 def _leaf(relative_key: str) -> str:

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,7 +152,7 @@ def _check_endpoint(endpoint: str | None) -> None:
 
 def parse_source(source: str) -> tuple[str, str]:
     """Split ``[s3://]BUCKET[/PREFIX]`` into bucket and prefix."""
-    text = source[5:] if source.startswith("s3://") else source
+    text = source.removeprefix("s3://")
     bucket, _, prefix = text.partition("/")
     if not bucket:
         raise UsageError(f"no bucket in {source!r}: expected [s3://]BUCKET[/PREFIX]")
@@ -293,7 +293,7 @@ class S3Client:
         for page in self.list_pages(prefix, start_after):
             yield from page
 
-    def list_pages(self, prefix: str, start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
+    def list_pages(self, prefix: str, start_after: str | None = None) -> Generator[list[ObjectInfo], None, None]:
         """As :meth:`list_objects`, a page at a time.
 
         The next page is requested as soon as a page arrives, so the server works on it

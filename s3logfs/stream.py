@@ -38,11 +38,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .cache import CachedObject
-from .codecs import GZIP
-from .objects import looks_gzip_named
 from .catalog import Catalog, Entry
+from .codecs import GZIP
 from .errors import CodecError, ObjectNotFound, S3Error, S3LogFSError
 from .index import Span, StreamIndex
+from .objects import looks_gzip_named
 
 log = logging.getLogger(__name__)
 
@@ -398,10 +398,16 @@ class StreamReader:
             self._scheduled.add(token)
         self._fetch_pool.submit(self._prefetch_one, position, entry)
 
-    def open_object(self, position: int) -> CachedObject:
-        """The decoded object at ``position`` on disk (fetched if needed); its span becomes exact."""
+    def open_object(self, position: int) -> CachedObject | None:
+        """The decoded object at ``position`` on disk (fetched if needed); its span becomes exact.
+
+        None when ``skip_errors`` leaves the object out (logged and counted, as in :meth:`read`).
+        """
         entry = self.catalog.by_key[self.index.spans[position].key]
-        cached, length = self._decode(entry)
+        decoded = self._decode_or_skip(position, entry)
+        if decoded is None:
+            return None
+        cached, length = decoded
         self.index.correct(position, length, exact=True, etag=cached.etag)
         return cached
 

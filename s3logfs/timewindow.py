@@ -179,9 +179,9 @@ def _match_moment(match: re.Match[str]) -> tuple[float | None, NameFormat]:
 
 def _epoch(*fields: str) -> float:
     """Seconds since the epoch of UTC ``year, month, day, hour, minute, second``; ValueError if invalid."""
-    values = tuple(int(field) for field in fields)
-    datetime(*values)  # validates: month 13 or hour 24 raise ValueError
-    return float(calendar.timegm(values))
+    year, month, day, hour, minute, second = (int(field) for field in fields)
+    datetime(year, month, day, hour, minute, second)  # validates: month 13 or hour 24 raise ValueError
+    return float(calendar.timegm((year, month, day, hour, minute, second)))
 
 
 # ----------------------------------------------------------------------------- date folders
@@ -252,7 +252,8 @@ def _valid(values: list[int]) -> bool:
 def period_of(values: tuple[int, ...]) -> KeyTime:
     """The range of a date folder: ``(2026,)`` is the year 2026, ``(2026, 11, 2, 5)`` an hour."""
     fields = list(values) + [1] * (3 - min(3, len(values))) + [0] * (5 - max(3, len(values)))
-    start = datetime(*fields, tzinfo=UTC)
+    year, month, day, hour, minute = fields[:5]  # a folder goes down to the minute at most
+    start = datetime(year, month, day, hour, minute, tzinfo=UTC)
     if len(values) == 1:
         end = start.replace(year=start.year + 1)
     elif len(values) == 2:

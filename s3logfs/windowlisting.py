@@ -34,7 +34,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 
 from .s3 import ObjectInfo, S3Client
@@ -78,7 +78,7 @@ class WindowLister:
                 if named is not None and key > self._cursors.get(named.stem, ""):
                     self._cursors[named.stem] = key
 
-    def pages(self, window: Window, now: float, resume: bool = False) -> Iterator[list[ObjectInfo]]:
+    def pages(self, window: Window, now: float, resume: bool = False) -> Generator[list[ObjectInfo], None, None]:
         """Pages of the objects whose key time overlaps ``window``, in key order.
 
         ``now`` bounds an open window's folders; with ``resume``, keys of a stem at or before

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from conftest import run, s3logfs_command, wait_for
-from s3logfs import LogStream
+from s3logfs import LogStream, S3LogFSError
 from s3logfs.localserver import LocalS3Server
 from test_stream import put_all, stream_reference
 
@@ -361,3 +361,12 @@ def test_a_key_handler_skips_new_keys_unfetched(stream_args: dict[str, Any], s3:
     fetched = {request.key for request in server.counters.requests if request.kind == "get"}
     assert "logs/2016-08-04-00-40-10-F" in fetched  # the counter sees GETs by key
     assert "logs/2016-08-04-00-35-10-E.gz" not in fetched
+
+
+def test_log_stream_skips_what_it_cannot_read(stream_args: dict[str, Any], s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="logs/2016-08-04-00-22-00-BROKEN.gz", Body=b"\x1f\x8b\x08\x00not gzip at all")
+    with LogStream(**stream_args) as stream, pytest.raises(S3LogFSError):
+        list(stream)
+    with LogStream(**stream_args, skip_errors=True) as stream:
+        assert list(stream) == ["a1", "a2", "a3", "b1", "b2", "b3 second member", "c1", "c2 unterminated", "d1"]
+        assert stream._engine is not None and stream._engine.catalog.stats.snapshot()["skips"] == 1

@@ -9,6 +9,7 @@ takes seconds; a failure prints the smallest example hypothesis found.
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import posixpath
 import zlib
@@ -87,7 +88,7 @@ def test_paths_are_injective_reversible_and_contained(key_list: list[str], drop_
 @SETTINGS
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 50), st.integers(0, 1000)), max_size=80))
 def test_fenwick_agrees_with_naive_prefix_sums(operations: list[tuple[bool, int, int]]) -> None:
-    tree, values = Fenwick(), []
+    tree, values = Fenwick(), list[int]()
     for is_append, where, value in operations:
         if is_append or not values:
             tree.append(value)
@@ -247,7 +248,7 @@ def gzip_streams(draw: st.DrawFn) -> tuple[bytes, bytes]:
     payload = draw(st.one_of(st.binary(max_size=3000), st.text(max_size=2000).map(str.encode)))
     cuts = sorted(draw(st.lists(st.integers(0, len(payload)), max_size=6)))
     bounds = [0, *cuts, len(payload)]
-    members = [payload[start:end] for start, end in zip(bounds, bounds[1:])]
+    members = [payload[start:end] for start, end in itertools.pairwise(bounds)]
     level = draw(st.integers(0, 9))
     stored = b"".join(gzip.compress(member, compresslevel=level, mtime=0) for member in members)
     return stored, payload

@@ -23,8 +23,8 @@ from typing import Any
 
 import botocore.config
 import pytest
-
 from conftest import Mount, daemon_pid, is_mounted, reference, run, s3logfs_command, wait_for
+
 from s3logfs.localserver import Fault, LocalS3Server
 
 TIMEOUT = 3.0

@@ -12,6 +12,7 @@ objects are evicted and fetched again throughout, through the failing GETs.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -81,10 +82,11 @@ if __name__ == "__main__":
     _worker_main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), *sys.argv[5:])
     sys.exit(0)
 
-import pytest  # noqa: E402 - the readers above run without pytest
+# The test itself: the readers above need neither pytest nor the fixtures.
+import pytest
+from conftest import Mount, reference, run, wait_for
 
-from conftest import Mount, reference, run, wait_for  # noqa: E402
-from s3logfs.localserver import Fault, LocalS3Server  # noqa: E402
+from s3logfs.localserver import Fault, LocalS3Server
 
 
 def _body(number: int, rng: random.Random) -> tuple[str, bytes]:
@@ -104,6 +106,10 @@ def _body(number: int, rng: random.Random) -> tuple[str, bytes]:
 
 def _stream_bytes(contents: list[bytes]) -> bytes:
     return b"".join(content + (b"\n" if content and not content.endswith(b"\n") else b"") for content in contents)
+
+
+def _caught_up(out: Path, size: int) -> bool:
+    return out.stat().st_size >= size
 
 
 def _rss(pid: int) -> int:
@@ -196,7 +202,7 @@ def test_soak_sixteen_readers_for_a_minute(
         expected = _stream_bytes([reference(s3, bucket, key) for key in keys])
         wait_for(lambda: os.stat(mount.path / "stream").st_size == len(expected), timeout=60)
         for start, out in tails:  # tail -f followed everything that landed
-            wait_for(lambda: out.stat().st_size >= len(expected) - start, timeout=60)
+            wait_for(functools.partial(_caught_up, out, len(expected) - start), timeout=60)
     finally:
         stop_sampling.set()
         landing.stop.set()

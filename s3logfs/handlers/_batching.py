@@ -207,7 +207,7 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
         self._interrupt = threading.Event()
         self._thread: threading.Thread | None = None
         self._sender_failed = False
-        self._client: Any = None
+        self._client = None
         self._last_report: dict[str, float] = {}
         self._unreported: dict[str, int] = {}
 
@@ -219,7 +219,7 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
                 with guarded():
                     self._given_client = clone_client(given)
             self._client = self._new_client()
-        except Exception as exc:  # the sender tries again on its first send
+        except Exception as exc:  # noqa: BLE001 - the sender tries again on its first send
             self._report("client", f"cannot make the {self.service} client after fork(): {exc!r}")
 
     # ------------------------------------------------------------------ the application's side
@@ -237,7 +237,7 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
         _local.emitting = True
         try:
             self._enqueue(self._entries(self.format(record), record))
-        except Exception:
+        except Exception:  # noqa: BLE001 - logging's own contract: handleError reports it
             self.handleError(record)
         finally:
             _local.emitting = False
@@ -463,21 +463,22 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
 
     def _deliver_call(self, call: CallT) -> None:
         attempt = 0
-        pending: CallT | None = call
-        while pending is not None:
+        current = call
+        while True:
             try:
-                pending = self._send(pending)
+                pending = self._send(current)
                 if pending is None:
                     return
+                current = pending
                 reason: BaseException | str = "some records failed"
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - is_retryable decides, whatever the client raised
                 if not is_retryable(exc):
-                    self._give_up(pending, exc)
+                    self._give_up(current, exc)
                     return
                 reason = exc
             attempt += 1
             self.counters.retries += 1
-            if not self._backoff(attempt, pending, reason):
+            if not self._backoff(attempt, current, reason):
                 return
 
     def _backoff(self, attempt: int, pending: CallT, reason: BaseException | str) -> bool:

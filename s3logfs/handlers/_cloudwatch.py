@@ -102,7 +102,6 @@ class CloudWatchHandler(BatchingHandler[list[Entry]]):
         if rejected:
             self._count_drop(rejected, "rejected", "event(s) rejected by CloudWatch Logs (too old, too new "
                                                    f"or expired): {answer['rejectedLogEventsInfo']}")
-        return None
 
     def _put(self, events: list[dict[str, Any]]) -> dict[str, Any]:
         return self._get_client().put_log_events(  # type: ignore[no-any-return]

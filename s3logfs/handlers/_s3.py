@@ -85,7 +85,7 @@ def upload(client: Any, bucket: str, key: str, body: bytes, threshold: int = MIN
 def _abort_quietly(client: Any, bucket: str, key: str, upload_id: str) -> None:
     try:
         client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-    except Exception:  # the upload is invisible either way; a lifecycle rule reclaims its parts
+    except Exception:  # noqa: BLE001, S110 - the upload is invisible either way; a lifecycle rule reclaims its parts
         pass
 
 
@@ -154,7 +154,6 @@ class S3Handler(BatchingHandler[PendingObject]):
         self.counters.batches_sent += 1
         if self._spill_pending:
             self._next_spill_try = 0.0  # S3 answers again: deliver the spilled batches next
-        return None
 
     def _stop_retrying(self, attempt: int) -> bool:
         return self.spill_dir is not None and attempt >= self.spill_after
@@ -216,7 +215,7 @@ class S3Handler(BatchingHandler[PendingObject]):
     def _deliver_spilled(self, path: Path) -> bool:
         """Upload one spill file and remove it; False if S3 still fails (the file stays)."""
         try:
-            handle = open(path, "rb")
+            handle = open(path, "rb")  # noqa: SIM115 - closed by the with below; only the open may miss
         except FileNotFoundError:
             return True
         with handle:
@@ -234,7 +233,7 @@ class S3Handler(BatchingHandler[PendingObject]):
             records, key, body = parsed
             try:
                 upload(self._get_client(), self.bucket, key, body, self.multipart_threshold)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure keeps the spill file for the next try
                 if not is_retryable(exc):
                     self._report("spill-retry", f"spilled {path.name} not delivered yet: {exc!r}")
                 return False
