@@ -36,7 +36,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -344,7 +344,7 @@ class StreamBookmarks:
         self.catalog = catalog
         self.index = index
         self._exact_length = exact_length
-        self._sorted_keys: list[str] = []
+        self._sorted_keys: Sequence[str] = ()
         self._lock = threading.Lock()
 
     def _mine(self, bookmark: Bookmark | None) -> bool:
@@ -418,11 +418,11 @@ class StreamBookmarks:
         position, inner = self.index.locate(offset)
         return Place(offset, position, inner)
 
-    def _keys(self) -> list[str]:
+    def _keys(self) -> Sequence[str]:
         """The stream's keys, sorted; rebuilt only when the stream has grown."""
         with self._lock:
             if len(self._sorted_keys) != len(self.index):
-                self._sorted_keys = sorted(span.key for span in list(self.index.spans))
+                self._sorted_keys = self.index.sorted_keys()
             return self._sorted_keys
 
     def start_of(self, value: str | None) -> tuple[Place, str | None]:

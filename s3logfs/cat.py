@@ -44,7 +44,50 @@ _PROGRESS_EVERY = 0.25
 
 
 class _Stopped(Exception):
-    """SIGTERM asked ``cat`` to stop."""
+    """Ctrl-C or SIGTERM asked ``cat`` to stop."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.status = 128 + signum
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM stop ``cat``, but never between a write and the mark it moves.
+
+    Raised at once anywhere else (waiting for S3, for new objects), a stop that comes
+    while output is being written waits until the write and its mark are done, so the
+    bookmark always names the last line that went out.
+    """
+
+    def __init__(self) -> None:
+        self._deferring = False
+        self._pending: int | None = None
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self._deferring:
+            self._pending = signum
+            return
+        raise _Stopped(signum)
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {signum: signal.signal(signum, self._handle) for signum in signals}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+        if self._pending is not None:
+            raise _Stopped(self._pending)
 
 
 @dataclass
@@ -62,12 +105,16 @@ class _Output:
     def __post_init__(self) -> None:
         self.first_mark = self.mark
 
-    def write(self, data: bytes, engine: Engine, cursor: Cursor) -> None:
+    def write(self, data: bytes, engine: Engine, cursor: Cursor, stops: _StopSignals) -> None:
         """Write all of ``data``; the mark moves past each complete line written.
 
         A reader that closes the pipe makes a write return short, then fail: the bytes
         that went through are counted before :class:`BrokenPipeError` goes up.
         """
+        with stops.deferred():
+            self._write(data, engine, cursor)
+
+    def _write(self, data: bytes, engine: Engine, cursor: Cursor) -> None:
         start = self.offset
         self._remember(start, data)
         sent = 0
@@ -123,15 +170,16 @@ def _unread_in_pipe(fd: int) -> int:
 def run_cat(options: CatOptions, out_fd: int = 1) -> int:
     """``s3logfs cat``: returns the exit status (0 at the end or when the reader left, 130/143 on a signal)."""
     engine = build_engine(options, size_ahead=False)
+    stops = _StopSignals()
     try:
-        with _stop_on_sigterm():
+        with stops.installed():
             try:
                 engine.start_reading(options.follow)
                 place, name = engine.bookmarks.start_of(options.bookmark)
-            except _Stopped:
-                return 143  # nothing was printed: no bookmark to report
+            except _Stopped as stopped:
+                return stopped.status  # nothing was printed: no bookmark to report
             output = _Output(out_fd, place.offset, engine.bookmarks.bookmark_for(place.position, place.inner))
-            status = _copy_until_stopped(engine, place, output, options)
+            status = _copy_until_stopped(engine, place, output, options, stops)
         with _signals_held():
             _finish(engine, output, name)
         return status
@@ -139,14 +187,13 @@ def run_cat(options: CatOptions, out_fd: int = 1) -> int:
         engine.close()
 
 
-def _copy_until_stopped(engine: Engine, place: Place, output: _Output, options: CatOptions) -> int:
+def _copy_until_stopped(engine: Engine, place: Place, output: _Output, options: CatOptions,
+                        stops: _StopSignals) -> int:
     """Copy until the end, a signal or a reader that left; the exit status."""
     try:
-        _copy(engine, place, output, options)
-    except KeyboardInterrupt:
-        return 130
-    except _Stopped:
-        return 143
+        _copy(engine, place, output, options, stops)
+    except _Stopped as stopped:
+        return stopped.status
     except BrokenPipeError:  # the reader has all it wanted (head, less q): a normal end
         return 0
     return 0
@@ -163,7 +210,7 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
-def _copy(engine: Engine, place: Place, output: _Output, options: CatOptions) -> None:
+def _copy(engine: Engine, place: Place, output: _Output, options: CatOptions, stops: _StopSignals) -> None:
     """Copy the stream from ``place`` to stdout; with ``follow``, wait for more at the end."""
     cursor = Cursor(next_offset=place.offset, position=place.position, inner=place.inner)
     progress = _Progress(engine, cursor, place) if options.progress and sys.stderr.isatty() else None
@@ -171,7 +218,7 @@ def _copy(engine: Engine, place: Place, output: _Output, options: CatOptions) ->
         while True:
             data = engine.reader.read(cursor, output.offset, READ_SIZE)
             if data:
-                output.write(data, engine, cursor)
+                output.write(data, engine, cursor, stops)
                 continue
             if not options.follow:
                 return
@@ -206,18 +253,6 @@ def _finish(engine: Engine, output: _Output, name: str | None) -> None:
         print(f"Bookmark: {shown}", file=sys.stderr, flush=True)
     except OSError:  # stderr went with the pipe: the bookmark is saved all the same
         pass
-
-
-@contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
-    def stop(signum: int, frame: object) -> None:
-        raise _Stopped()
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class _Progress:

@@ -180,17 +180,22 @@ class Entry:
         self._columns.confirmed[self.index] = when
 
 
-Listener = Callable[[list[Entry]], None]
+Listener = Callable[[Sequence[Entry]], None]
 
 
 class _EntryList(Sequence[Entry]):
-    """The catalog's entries in stream order, as views made on demand."""
+    """The catalog's entries in stream order, as views made on demand; the first ``length`` only, if given.
 
-    def __init__(self, columns: _Columns) -> None:
+    Listeners get the mount-time listing this way: a list of a million entry views would
+    cost 60 MB while the stream's index is built from it.
+    """
+
+    def __init__(self, columns: _Columns, length: int | None = None) -> None:
         self._columns = columns
+        self._length = length
 
     def __len__(self) -> int:
-        return len(self._columns)
+        return len(self._columns) if self._length is None else self._length
 
     def __getitem__(self, index):  # type: ignore[no-untyped-def]  # Sequence's int and slice forms
         if isinstance(index, slice):
@@ -222,7 +227,7 @@ class EntriesByKey(Mapping[str, Entry]):
         return key in self._columns.positions
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._columns.positions.keys())
+        return iter(self._columns.positions.iter_keys())
 
     def __len__(self) -> int:
         return len(self._columns)
@@ -291,7 +296,7 @@ class Catalog:
                 self._add_pages()
         finally:
             with self._lock:
-                listed_entries = list(self.entries)
+                listed_entries = _EntryList(self._columns, len(self._columns))
             self._note_listing_size(len(listed_entries))
             try:
                 for listener in self._listeners:  # even with no entries: the stream is then empty, not pending

@@ -23,14 +23,16 @@ import tempfile
 import threading
 import time
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from .compact import EtagColumn, KeyPositions, KeyStore, release_free_memory
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Fenwick:
@@ -114,6 +116,97 @@ class _Spans(Sequence[Span]):
         return self._index.span(position)
 
 
+class SavedSpans(Mapping[str, Span]):
+    """The spans a previous mount saved, by key, in their order: a compact ``dict[str, Span]``."""
+
+    def __init__(self, keys: KeyStore) -> None:
+        self._positions = KeyPositions(keys)
+        self._etags = EtagColumn()
+        self._lengths = array("q")
+        self._exact = bytearray()
+
+    def add(self, span: Span) -> None:
+        """Add a span; a key seen already keeps its first span (not while others read)."""
+        if self._positions.add(span.key) is not None:
+            self._etags.append(span.etag)
+            self._lengths.append(span.length)
+            self._exact.append(span.exact)
+
+    def __getitem__(self, key: str) -> Span:
+        position = self._positions.get(key)
+        if position is None:
+            raise KeyError(key)
+        return Span(key, self._etags[position], self._lengths[position], bool(self._exact[position]))
+
+    def get(self, key: str, default: Span | None = None) -> Span | None:  # type: ignore[override]
+        return self[key] if key in self._positions else default
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._positions
+
+    def __iter__(self) -> Iterator[str]:
+        return self._positions.iter_keys()
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+
+class _SortedKeys(Sequence[str]):
+    """Keys in sorted order: by an order of positions, or the positions' own order when it is sorted."""
+
+    def __init__(self, keys: KeyPositions, order: array | None) -> None:
+        self._keys = keys
+        self._order = order
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]  # Sequence's int and slice forms
+        if isinstance(index, slice):
+            return [self[each] for each in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        return self._keys.key(index if self._order is None else self._order[index])
+
+
+class LazySpans(MutableSequence[Span]):
+    """Spans made from a sequence of items when read, except those set: a batch's spans without
+    a list of them.
+
+    The mount-time batch holds every listed key; as a list of spans it costs a ``Span``, a
+    key string and an ETag string per key (over 350 bytes) until the index has taken it in.
+    """
+
+    def __init__(self, items: Sequence[T], make: Callable[[T], Span]) -> None:
+        self._items = items
+        self._make = make
+        self._set: dict[int, Span] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, position):  # type: ignore[no-untyped-def]  # Sequence's int and slice forms
+        if isinstance(position, slice):
+            return [self[each] for each in range(*position.indices(len(self)))]
+        if position < 0:
+            position += len(self)
+        span = self._set.get(position)
+        return span if span is not None else self._make(self._items[position])
+
+    def __setitem__(self, position, span):  # type: ignore[no-untyped-def]
+        if position < 0:
+            position += len(self)
+        if not 0 <= position < len(self):
+            raise IndexError(position)
+        self._set[position] = span
+
+    def __delitem__(self, position):  # type: ignore[no-untyped-def]
+        raise TypeError("a batch's spans are never removed")
+
+    def insert(self, index: int, value: Span) -> None:
+        raise TypeError("a batch's spans are never inserted")
+
+
 class _PositionOf(Mapping[str, int]):
     """Key -> position in the stream, over the index's compact key table."""
 
@@ -134,7 +227,7 @@ class _PositionOf(Mapping[str, int]):
         return key in self._positions
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._positions.keys())
+        return iter(self._positions.iter_keys())
 
     def __len__(self) -> int:
         return len(self._positions)
@@ -191,6 +284,21 @@ class StreamIndex:
                 added += 1
             self._touch()
         release_free_memory(added)  # a mount-time listing's batch: its parsing and the growth are done
+
+    def sorted_keys(self) -> Sequence[str]:
+        """The keys in sorted order, for bisection: decoded when read, not a list of strings.
+
+        Only their order is kept (4 bytes a key), and not even that when the stream's order
+        is sorted already, as the order of a listing is.
+        """
+        with self._lock:
+            snapshot = self._positions.snapshot()
+        previous = None
+        for key in snapshot.iter_keys():
+            if previous is not None and key < previous:
+                return _SortedKeys(snapshot, array("i", sorted(range(len(snapshot)), key=snapshot.key)))
+            previous = key
+        return _SortedKeys(snapshot, None)
 
     def correct(self, position: int, length: int, exact: bool = True, etag: str | None = None) -> None:
         """Record a span's real length (it was an estimate, or its object was replaced)."""
@@ -255,6 +363,17 @@ class StreamIndex:
         digest = hashlib.sha256(f"{bucket}/{prefix}".encode("utf-8", "surrogateescape")).hexdigest()
         return cache_dir / "streams" / f"{digest}.json"
 
+    def load_saved_spans(self) -> SavedSpans:
+        """As :meth:`load_saved`, by key and in columns, its keys interned with this index's.
+
+        A remount holds these for the whole mount (to size and probe what it lists): as a
+        ``dict`` of spans, about 450 bytes a key; this way, about 30 beside the key itself.
+        """
+        saved = SavedSpans(self._positions.store)
+        for span in self.load_saved():
+            saved.add(span)
+        return saved
+
     def load_saved(self) -> list[Span]:
         """The spans a previous mount saved, in order (empty if none or unreadable)."""
         if self.state_file is None:
@@ -301,11 +420,12 @@ def _write_spans(handle: IO[str], keys: KeyPositions, etags: EtagColumn, lengths
     at once: at a million keys those dicts alone took hundreds of megabytes.
     """
     handle.write('{"spans": [')
+    decoded = keys.iter_keys()
     for start in range(0, len(keys), _SAVE_CHUNK):
         rows = (
-            f'{{"key": {json.dumps(keys.key(n))}, "etag": {json.dumps(etags[n])}, '
+            f'{{"key": {json.dumps(key)}, "etag": {json.dumps(etags[n])}, '
             f'"length": {lengths[n]}, "exact": {"true" if exact[n] else "false"}}}'
-            for n in range(start, min(start + _SAVE_CHUNK, len(keys)))
+            for n, key in zip(range(start, min(start + _SAVE_CHUNK, len(keys))), decoded)
         )
         handle.write((", " if start else "") + ", ".join(rows))
     handle.write("]}")

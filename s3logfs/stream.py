@@ -34,6 +34,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import MutableSequence, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -41,7 +42,7 @@ from .cache import CachedObject
 from .catalog import Catalog, Entry
 from .codecs import GZIP
 from .errors import CodecError, ObjectNotFound, S3Error, S3LogFSError
-from .index import Span, StreamIndex
+from .index import LazySpans, Span, StreamIndex
 from .objects import looks_gzip_named
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class StreamReader:
         self.skip_errors = skip_errors
         self._skipped: set[tuple[str, str]] = set()
         self.ready = threading.Event()
-        self._saved = {span.key: span for span in index.load_saved()}
+        self._saved = index.load_saved_spans()
         self._fetch_pool = ThreadPoolExecutor(max(1, prefetch, TAIL_EXACT_OBJECTS), thread_name_prefix="s3logfs-fetch")
         self._batches = ThreadPoolExecutor(1, thread_name_prefix="s3logfs-index")
         self._probe_pool = ThreadPoolExecutor(PROBE_WORKERS, thread_name_prefix="s3logfs-probe")
@@ -121,7 +122,7 @@ class StreamReader:
 
     # building the index ---------------------------------------------------------
 
-    def on_added(self, entries: list[Entry]) -> None:
+    def on_added(self, entries: Sequence[Entry]) -> None:
         """Catalog listener: size a batch of new entries and append it, in order."""
         first = self._batch_count == 0
         self._batch_count += 1
@@ -130,10 +131,11 @@ class StreamReader:
         except RuntimeError:  # closed: unmounted while the listing ran
             log.debug("unmounted: %d listed object(s) dropped", len(entries))
 
-    def _append_batch(self, entries: list[Entry], first: bool) -> None:
+    def _append_batch(self, entries: Sequence[Entry], first: bool) -> None:
         try:
-            if first:
-                spans = [self._known_span(entry) for entry in entries]
+            spans: MutableSequence[Span]
+            if first:  # made as the index takes them in: a list would hold a span and a key per listed object
+                spans = LazySpans(entries, self._known_span)
                 if self.size_ahead:
                     self._settle_tail(entries, spans)
             elif self.size_ahead:  # decoded first, so st_size only grows by bytes really there
@@ -143,9 +145,10 @@ class StreamReader:
             start = len(self.index)
             self.index.append(spans)
             self.ready.set()  # before saving: writing 10,000 spans takes a tenth of a second
-            self.index.save()
             if first and self.size_ahead:
                 self._probe_in_background(start, entries, spans)
+            del spans  # a span (and a key) per listed object: freed before the save, which takes a while
+            self.index.save()
         except Exception:  # the index thread must outlive any one batch
             log.exception("cannot add %d object(s) to the stream", len(entries))
         finally:
@@ -164,7 +167,7 @@ class StreamReader:
             return Span(entry.key, entry.info.etag, 0, False)
         return Span(entry.key, entry.info.etag, entry.info.size, False)  # assumes a final newline
 
-    def _settle_tail(self, entries: list[Entry], spans: list[Span]) -> None:
+    def _settle_tail(self, entries: Sequence[Entry], spans: MutableSequence[Span]) -> None:
         """Size the stream's last objects before ``stream`` answers, so ``tail -n`` is exact.
 
         A gzip trailer that looks single-member is exact. Other small objects are decoded:
@@ -189,7 +192,7 @@ class StreamReader:
         for position, span in zip(chosen, self._fetch_pool.map(settle, chosen)):
             spans[position] = span
 
-    def _probe_in_background(self, start: int, entries: list[Entry], spans: list[Span]) -> None:
+    def _probe_in_background(self, start: int, entries: Sequence[Entry], spans: Sequence[Span]) -> None:
         """Read the gzip trailers of the last ``PROBE_TAIL_OBJECTS`` unknown objects, last first,
         while no reader is active.
 
@@ -441,7 +444,7 @@ class StreamReader:
         self.index.save()
 
 
-def _tail_positions(spans: list[Span]) -> list[int]:
+def _tail_positions(spans: Sequence[Span]) -> list[int]:
     """The inexact spans among the last ``TAIL_EXACT_OBJECTS`` or ``TAIL_EXACT_BYTES`` of a batch."""
     chosen: list[int] = []
     covered = 0

@@ -51,6 +51,7 @@ def test_key_store_gives_every_key_back() -> None:
     many = [f"logs/{n}" for n in range(5000)]  # through several resizes of the table
     assert [store.intern(key) for key in many] == list(range(len(keys), len(keys) + 5000))
     assert all(store.find(key) == len(keys) + n for n, key in enumerate(many))
+    assert list(store.iter_keys()) == keys + many and list(store.iter_keys(3, 40)) == (keys + many)[3:40]
 
 
 def test_key_positions_keep_their_own_order_when_it_is_not_the_stores() -> None:
@@ -62,11 +63,11 @@ def test_key_positions_keep_their_own_order_when_it_is_not_the_stores() -> None:
     for key in ("c", "d", "a"):  # other positions than the ids: the mappings are kept from here on
         second.append(key)
     assert [second.get(key) for key in "abcd"] == [2, None, 0, 1]
-    assert second.keys() == ["c", "d", "a"] and first.keys() == ["a", "b", "c"]
+    assert list(second.iter_keys()) == ["c", "d", "a"] and list(first.iter_keys()) == ["a", "b", "c"]
     assert first.get("d") is None and first.get("c") == 2
     snapshot = second.snapshot()
     second.append("e")
-    assert snapshot.keys() == ["c", "d", "a"] and second.key(3) == "e"
+    assert list(snapshot.iter_keys()) == ["c", "d", "a"] and second.key(3) == "e"
 
 
 def test_etags_come_back_in_every_form() -> None:
@@ -135,3 +136,23 @@ def test_a_listed_key_costs_few_bytes() -> None:
         tracemalloc.stop()
     assert len(index) == len(catalog.entries) == len(keys)
     assert used / len(keys) < 500, f"{used / len(keys):.0f} bytes a key"
+
+
+def test_sorted_keys_of_the_index() -> None:
+    index = StreamIndex(None)
+    index.append(Span(key, "e", 1, False) for key in ("a", "b", "d"))
+    assert list(index.sorted_keys()) == ["a", "b", "d"]
+    index.append([Span("c", "e", 1, False), Span("", "e", 1, False)])  # found later, sorting before
+    keys = index.sorted_keys()
+    assert list(keys) == ["", "a", "b", "c", "d"] and keys[-1] == "d" and len(keys) == 5
+
+
+def test_saved_spans_by_key(tmp_path: Path) -> None:
+    index = StreamIndex(tmp_path / "s.json")
+    index.append([Span("b", "0123456789abcdef0123456789abcdef", 3, True), Span("a", "x-2", 0, False)])
+    index.save()
+    saved = StreamIndex(tmp_path / "s.json").load_saved_spans()
+    assert list(saved) == ["b", "a"] and len(saved) == 2 and "a" in saved and saved.get("c") is None
+    assert saved["b"] == Span("b", "0123456789abcdef0123456789abcdef", 3, True)
+    assert saved.get("a") == Span("a", "x-2", 0, False)
+    assert len(StreamIndex(tmp_path / "none.json").load_saved_spans()) == 0
