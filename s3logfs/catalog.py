@@ -60,7 +60,7 @@ class _Columns:
 
     A mount holds one entry per listed key, a million on a large prefix: as objects (an
     entry, its listing record, an ETag string, boxed sizes and times) they cost about 350
-    bytes a key; in columns about 60, beside the key itself. :class:`Entry` is a view of
+    bytes a key; in columns about 50, beside the key itself. :class:`Entry` is a view of
     one position, made on demand. Writes happen under the catalog's lock; a reader never
     sees a position before its key is in (the key goes in last).
     """
@@ -82,7 +82,8 @@ class _Columns:
     def __len__(self) -> int:
         return len(self.positions)
 
-    def append(self, info: ObjectInfo, confirmed_at: float) -> int:
+    def append(self, info: ObjectInfo, confirmed_at: float, key_id: int) -> int:
+        """Add an entry for ``info``, whose key has ``key_id`` (from ``positions.new_key_id``)."""
         self.stored_sizes.append(info.size)
         self.etags.append(info.etag)
         self.modified.append(info.last_modified)
@@ -90,12 +91,11 @@ class _Columns:
         self.decoded_sizes.append(_NO_SIZE)
         self.exact.append(False)
         self.encodings.append(0)
-        return self.positions.append(info.key)
+        return self.positions.append_id(key_id)
 
-    def info(self, position: int) -> ObjectInfo:
+    def info(self, position: int, key: str) -> ObjectInfo:
         with self.lock:  # the fields of one listing record, not half of a replacement's
-            return ObjectInfo(self.positions.key(position), self.stored_sizes[position], self.etags[position],
-                              self.modified[position])
+            return ObjectInfo(key, self.stored_sizes[position], self.etags[position], self.modified[position])
 
     def set_info(self, position: int, info: ObjectInfo) -> None:
         with self.lock:
@@ -116,11 +116,13 @@ class Entry:
     Two views of the same position are equal. Mutable fields are guarded by the catalog's lock.
     """
 
-    __slots__ = ("_columns", "index")
+    __slots__ = ("_columns", "index", "_key")
 
     def __init__(self, columns: _Columns, index: int) -> None:
         self._columns = columns
         self.index = index
+        self._key: str | None = None
+        """The key once decoded: a position's key never changes, and a view is asked for it often."""
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Entry) and other._columns is self._columns and other.index == self.index
@@ -133,12 +135,15 @@ class Entry:
 
     @property
     def key(self) -> str:
-        return self._columns.positions.key(self.index)
+        key = self._key
+        if key is None:
+            key = self._key = self._columns.positions.key(self.index)
+        return key
 
     @property
     def info(self) -> ObjectInfo:
         """The object's listing record (or its last HEAD's)."""
-        return self._columns.info(self.index)
+        return self._columns.info(self.index, self.key)
 
     @info.setter
     def info(self, info: ObjectInfo) -> None:
@@ -329,10 +334,11 @@ class Catalog:
         added: list[Entry] = []
         with self._lock:
             for info in infos:
-                if info.key in self._columns.positions:
+                key_id = self._columns.positions.new_key_id(info.key)
+                if key_id is None:  # listed already
                     continue
                 self.tree.add(info.key, info.last_modified)
-                added.append(Entry(self._columns, self._columns.append(info, now)))
+                added.append(Entry(self._columns, self._columns.append(info, now, key_id)))
                 self.greatest_key = max(self.greatest_key, info.key)
             if added:
                 self.mtime = time.time()

@@ -1,10 +1,12 @@
 """Compact per-key structures: a mount holds one entry per listed key, a million on a large prefix.
 
-A Python ``dict`` from a key to its position costs about 50 bytes a key for its slots and
-32 more for the position's ``int`` object, and every per-key object costs its header. The
-structures here keep positions in typed arrays instead, and let the caller say how to
-compare an entry (usually by a string that is stored once, elsewhere), so that a key costs
-a few bytes beyond its own string.
+As Python objects a listed key cost about 1.8 KB: its ``str`` (200 bytes for 150 characters),
+a path string or two, a node, an entry, a listing record and a span (each an object with its
+header and ``__dict__``), boxed sizes and times, and a ``dict`` slot and an ``int`` in each
+mapping by key. Here the keys are interned once, front-coded (:class:`KeyStore`); each layer
+keeps its fields in typed arrays indexed by position, and maps keys to positions through
+open-addressing tables of 4-byte positions (:class:`HashPositions`, :class:`KeyPositions`).
+The layers hand out small view objects made on demand instead.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ class HashPositions:
 
     The table stores positions only (4 bytes each, at most half full), not keys or hashes:
     :meth:`find` asks the caller whether a position holds what is looked for, and a resize
-    asks it for the hash of each position (a ``str`` caches its hash, so that is cheap).
-    Positions are never removed. Not thread-safe: the owner's lock guards it.
+    asks it for the hash of each position (which the callers keep, 4 bytes a key, so a resize
+    decodes nothing). Positions are never removed. Adding is for one thread at a time (the
+    owner's lock); :meth:`find` may run meanwhile.
     """
 
     def __init__(self, hash_at: Callable[[int], int]) -> None:
@@ -250,14 +253,23 @@ class KeyPositions:
 
     def append(self, key: str) -> int:
         """Add ``key`` (not present yet) at the next position, and return that position."""
-        return self._append_id(self.store.intern(key))
+        return self.append_id(self.store.intern(key))
+
+    def new_key_id(self, key: str) -> int | None:
+        """``key``'s id, interned if need be, for :meth:`append_id`; None if it has a position here.
+
+        One lookup where a check and an :meth:`append` take two: the owner can fill its other
+        columns in between, and a reader never finds the key before they are filled.
+        """
+        key_id = self.store.intern(key)
+        return None if self._position_of_id(key_id) is not None else key_id
 
     def add(self, key: str) -> int | None:
         """Add ``key`` at the next position and return it; None if ``key`` has a position already."""
         key_id = self.store.intern(key)
         if self._position_of_id(key_id) is not None:
             return None
-        return self._append_id(key_id)
+        return self.append_id(key_id)
 
     def _position_of_id(self, key_id: int) -> int | None:
         if self._ids is None:
@@ -266,7 +278,8 @@ class KeyPositions:
         position = positions[key_id] if key_id < len(positions) else _EMPTY
         return None if position == _EMPTY else position
 
-    def _append_id(self, key_id: int) -> int:
+    def append_id(self, key_id: int) -> int:
+        """Give the key of ``key_id`` (from :meth:`new_key_id`) the next position, and return it."""
         position = self._count
         if self._ids is None and key_id != position:
             self._keep_mappings()

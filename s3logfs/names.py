@@ -142,8 +142,8 @@ class _Children(Sequence):
 class Tree:
     """The directory tree of one mount. Thread-safe; names never change once given.
 
-    Files cost no object of their own: a file is an id, with its key, inode, parent and hash
-    in per-file lists and arrays. Its name is computed from its key when asked for (the
+    Files cost no object of their own: a file is an id, with its key (interned in ``keys``),
+    inode, parent and name hash in typed arrays. Its name is computed from its key when asked for (the
     key's last component, percent-encoded, ``.gz`` dropped); the few names that the rules
     made otherwise (a collision, a reserved name) are stored. A (directory, name) lookup goes
     through one hash table over all files. With a million keys this spares about 600 bytes
@@ -209,20 +209,17 @@ class Tree:
             return self._child(node, names[-1])
 
     def path_of(self, key: str) -> str | None:
-        """The path of ``key``'s file. Linear in the size of its directory: for tests and diagnostics."""
+        """The path of ``key``'s file, or None."""
         with self._lock:
-            raw_names = split_key(key[len(self.dir_prefix) :])
-            node, path = self.root, ""
-            for raw in raw_names[:-1]:
-                found = node.subdirs.get(raw)
-                if found is None:
-                    return None
-                node, path = found, f"{path}/{found.name}"
-            key_id = self.keys.find(key)
-            for ref in node.refs:
-                if ref >= 0 and self._file_keys.key_id(ref) == key_id:
-                    return f"{path}/{self._name_of(ref)}"
-            return None
+            file = self._file_keys.get(key)
+            if file is None:
+                return None
+            path = ""
+            node = self.root
+            for raw in split_key(key[len(self.dir_prefix) :])[:-1]:
+                node = node.subdirs[raw]
+                path = f"{path}/{node.name}"
+            return f"{path}/{self._name_of(file)}"
 
     def node_of(self, ref: int) -> DirNode | FileNode:
         """The node a directory's child reference stands for."""
