@@ -266,6 +266,11 @@ def sh(command: str, env: dict[str, str] | None = None, timeout: float = 1800) -
 
 def daemon_peak_rss_mb(mountpoint: Path) -> float | None:
     """VmHWM of the process whose command line names ``mountpoint`` (the FUSE daemon)."""
+    return _daemon_status_mb(mountpoint, "VmHWM:")
+
+
+def _daemon_status_mb(mountpoint: Path, field: str) -> float | None:
+    """A memory field of /proc/PID/status of the FUSE daemon of ``mountpoint``, in MB."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -274,7 +279,7 @@ def daemon_peak_rss_mb(mountpoint: Path) -> float | None:
             if str(mountpoint).encode() not in argv or b"bash" in argv[0]:
                 continue
             for line in (entry / "status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1]) / 1024
         except OSError:
             continue
@@ -707,19 +712,7 @@ def seed_scale_bucket(server: Server, bucket: str, objects: list[tuple[str, int,
 
 def daemon_rss_mb(mountpoint: Path) -> float | None:
     """VmRSS of the FUSE daemon of ``mountpoint``, now."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if str(mountpoint).encode() not in argv or b"bash" in argv[0]:
-                continue
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            continue
-    return None
+    return _daemon_status_mb(mountpoint, "VmRSS:")
 
 
 def run_scale(bench: Bench, sizes: list[int]) -> list[ScaleRow]:
