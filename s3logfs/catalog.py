@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 
 from .cache import CachedObject
-from .compact import EtagColumn, KeyPositions, KeyStore
+from .compact import EtagColumn, ItemView, KeyPositions, KeyStore
 from .errors import S3LogFSError
 from .names import Tree
 from .objects import UNKNOWN, ObjectFetcher, SizeProbe
@@ -188,7 +188,7 @@ class Entry:
 Listener = Callable[[Sequence[Entry]], None]
 
 
-class _EntryList(Sequence[Entry]):
+class _EntryList(ItemView[Entry]):
     """The catalog's entries in stream order, as views made on demand; the first ``length`` only, if given.
 
     Listeners get the mount-time listing this way: a list of a million entry views would
@@ -202,13 +202,7 @@ class _EntryList(Sequence[Entry]):
     def __len__(self) -> int:
         return len(self._columns) if self._length is None else self._length
 
-    def __getitem__(self, index):  # type: ignore[no-untyped-def]  # Sequence's int and slice forms
-        if isinstance(index, slice):
-            return [Entry(self._columns, each) for each in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
+    def _item(self, index: int) -> Entry:
         return Entry(self._columns, index)
 
 

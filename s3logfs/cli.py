@@ -25,7 +25,7 @@ from .config import (
     setup_logging,
 )
 from .errors import S3LogFSError, UsageError
-from .records import MODES, NONE, cache_subdir
+from .records import MODES, NONE
 from .s3 import S3Client, Stats, parse_source
 from .timewindow import Window, make_window
 from .windowlisting import list_window
@@ -222,17 +222,18 @@ def _cmd_umount(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
+    from .engine import cache_root
+
     settings, config_file = _settings(args)
     common = common_options(settings, config_file)
     setup_logging(common.log_level, common.log_file)
-    cache = DiskCache(common.cache_dir, common.cache_hours, common.cache_max_size)
     if args.cache_command == "clear":
+        cache = DiskCache(common.cache_dir, common.cache_hours, common.cache_max_size)
         print(f"removed {cache.clear()} cache entries from {cache.root}")
         return 0
     bucket, prefix = parse_source(args.source)
-    records_dir = cache_subdir(records_option(settings))
-    if records_dir is not None:  # each --records mode caches its lines apart
-        cache = DiskCache(common.cache_dir / records_dir, common.cache_hours, common.cache_max_size)
+    root = cache_root(common.cache_dir, raw=False, records=records_option(settings))
+    cache = DiskCache(root, common.cache_hours, common.cache_max_size)
     client = S3Client(bucket, common.s3, Stats())
     for info in list_window(client, prefix, window_option(args)):
         hit = cache.lookup(bucket, info.key, info.etag)

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from abc import abstractmethod
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar, overload
 
+T = TypeVar("T")
 _EMPTY = -1
 _MIN_SLOTS = 8
 
@@ -78,6 +81,32 @@ _RESTART = 16
 """Every this many keys, a key is stored whole: decoding one costs at most this many steps."""
 _MAX_SHARED = 0xFFFF
 _HASH_BITS = 0x7FFFFFFF
+
+
+class ItemView(Sequence[T]):
+    """A read-only sequence whose items :meth:`_item` makes when asked for (index and slice as a list's).
+
+    The layers hand these out instead of lists of per-key objects.
+    """
+
+    @abstractmethod
+    def _item(self, index: int) -> T:
+        """The item at ``index``, which is within bounds."""
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        if isinstance(index, slice):
+            return [self._item(each) for each in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._item(index)
 
 
 class KeyStore:

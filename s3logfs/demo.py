@@ -90,26 +90,19 @@ class _Demo:
 
 def _mount(demo: _Demo, common: CommonOptions) -> None:
     """Mount the demo bucket in the foreground as a child, so that Ctrl-C can always stop it."""
+    from .mount import answers
+
     command = demo.mount_command(BUCKET, demo.mountpoint, "cache") + ["-f", "--log-level", common.log_level]
     command += ["--log-file", str(common.log_file or demo.log_file)]
     with open(demo.log_file, "ab") as log_output:
         demo.daemon = subprocess.Popen(command, env=dict(os.environ, **DEMO_CREDENTIALS), stdin=subprocess.DEVNULL,
                                        stdout=log_output, stderr=log_output, start_new_session=True)
     deadline = time.monotonic() + _MOUNT_TIMEOUT
-    while not _answers(demo.mountpoint):
+    while not answers(demo.mountpoint):
         if demo.daemon.poll() is not None or time.monotonic() > deadline:
             lines = demo.log_file.read_text(errors="replace").strip().splitlines()
             raise S3LogFSError(lines[-1] if lines else "the demo mount did not start")
         time.sleep(0.1)
-
-
-def _answers(mountpoint: Path) -> bool:
-    from .mount import is_mounted
-
-    try:
-        return is_mounted(mountpoint) and os.stat(mountpoint).st_ino == 1
-    except OSError:
-        return False
 
 
 def _instructions(demo: _Demo) -> str:

@@ -10,6 +10,7 @@ the same engine with :func:`build_engine`; nothing here imports the FUSE binding
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .bookmarks import BookmarkStore, StreamBookmarks
 from .cache import DiskCache, check_cache_dir
@@ -65,6 +66,14 @@ def dir_prefix(prefix: str) -> str:
     return prefix[: prefix.rfind("/") + 1]
 
 
+def cache_root(cache_dir: Path, raw: bool, records: str) -> Path:
+    """Where a source's decoded objects go: stored bytes (``--raw``) and each ``--records`` mode apart."""
+    if raw:
+        return cache_dir / "raw"
+    records_dir = cache_subdir(records)
+    return cache_dir / records_dir if records_dir is not None else cache_dir
+
+
 def build_engine(options: SourceOptions, client: S3Client | None = None, size_ahead: bool = True) -> Engine:
     """The layers for one source, wired; nothing runs until :meth:`Engine.load`.
 
@@ -72,10 +81,7 @@ def build_engine(options: SourceOptions, client: S3Client | None = None, size_ah
     """
     common = options.common
     client = client or S3Client(options.bucket, common.s3, Stats())
-    cache_dir = common.cache_dir / "raw" if options.raw else common.cache_dir  # stored bytes apart
-    records_dir = cache_subdir(options.records)
-    if records_dir is not None:  # transformed content apart, one directory per mode
-        cache_dir = common.cache_dir / records_dir
+    cache_dir = cache_root(common.cache_dir, options.raw, options.records)
     check_cache_dir(common.cache_dir)  # the parent of a --raw or --records cache too
     cache = DiskCache.open(cache_dir, common.cache_hours, common.cache_max_size)
     fetcher = ObjectFetcher(client, cache, decode=not options.raw, records=options.records)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
 
-from .compact import EtagColumn, KeyPositions, KeyStore, release_free_memory
+from .compact import EtagColumn, ItemView, KeyPositions, KeyStore, release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class Span:
     exact: bool
 
 
-class _Spans(Sequence[Span]):
+class _Spans(ItemView[Span]):
     """The index's spans as :class:`Span` copies made on demand (a change goes through the index)."""
 
     def __init__(self, index: StreamIndex) -> None:
@@ -110,9 +110,7 @@ class _Spans(Sequence[Span]):
     def __len__(self) -> int:
         return len(self._index)
 
-    def __getitem__(self, position):  # type: ignore[no-untyped-def]  # Sequence's int and slice forms
-        if isinstance(position, slice):
-            return [self[each] for each in range(*position.indices(len(self)))]
+    def _item(self, position: int) -> Span:
         return self._index.span(position)
 
 
@@ -151,7 +149,7 @@ class SavedSpans(Mapping[str, Span]):
         return len(self._positions)
 
 
-class _SortedKeys(Sequence[str]):
+class _SortedKeys(ItemView[str]):
     """Keys in sorted order: by an order of positions, or the positions' own order when it is sorted."""
 
     def __init__(self, keys: KeyPositions, order: array | None) -> None:
@@ -161,11 +159,7 @@ class _SortedKeys(Sequence[str]):
     def __len__(self) -> int:
         return len(self._keys)
 
-    def __getitem__(self, index):  # type: ignore[no-untyped-def]  # Sequence's int and slice forms
-        if isinstance(index, slice):
-            return [self[each] for each in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
+    def _item(self, index: int) -> str:
         return self._keys.key(index if self._order is None else self._order[index])
 
 

@@ -134,7 +134,7 @@ def _start_background(options: MountOptions, client: S3Client) -> int:
     os.close(write_end)
     output = _read_until_closed(read_end, READY_TIMEOUT)
     os.close(read_end)
-    if _alive(pid) and _answers(options.mountpoint):
+    if _alive(pid) and answers(options.mountpoint):
         return 0
     if _alive(pid):
         os.kill(pid, signal.SIGTERM)
@@ -195,7 +195,8 @@ def _read_until_closed(fd: int, timeout: float) -> bytes:
     return b"".join(chunks)
 
 
-def _answers(mountpoint: Path) -> bool:
+def answers(mountpoint: Path) -> bool:
+    """Whether ``mountpoint`` is mounted and its root answers (a FUSE root is inode 1)."""
     try:
         return is_mounted(mountpoint) and os.stat(mountpoint).st_ino == 1
     except OSError:

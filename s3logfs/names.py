@@ -33,7 +33,7 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .compact import HashPositions, KeyPositions, KeyStore
+from .compact import HashPositions, ItemView, KeyPositions, KeyStore
 
 NAME_MAX = 255
 _TRUNCATED_KEEP = 200
@@ -123,7 +123,7 @@ class FileNode:
     key: str
 
 
-class _Children(Sequence):
+class _Children(ItemView["DirNode | FileNode"]):
     """A directory's children as nodes, made when asked for."""
 
     def __init__(self, tree: Tree, refs: array) -> None:
@@ -133,9 +133,7 @@ class _Children(Sequence):
     def __len__(self) -> int:
         return len(self._refs)
 
-    def __getitem__(self, index):  # type: ignore[no-untyped-def]  # Sequence's int and slice forms
-        if isinstance(index, slice):
-            return [self._tree.node_of(ref) for ref in self._refs[index]]
+    def _item(self, index: int) -> DirNode | FileNode:
         return self._tree.node_of(self._refs[index])
 
 
