@@ -1,9 +1,9 @@
 """``s3logfs cat``: the stream on stdout, s3tail's workflow without FUSE.
 
-It builds the same engine as the mount (:func:`s3logfs.engine.build_engine`: the same
-listing, cache, codecs, index and read-ahead) and reads it with the same
-:class:`~s3logfs.stream.StreamReader` cursor that serves ``MOUNT/stream``, so it prints
-the same bytes in the same order. It never imports the FUSE binding.
+It builds the same engine as the mount (:func:`s3logfs.engine.build`: the same listing,
+cache, codecs, index and read-ahead) and reads it through the engine's cursor protocol
+(:mod:`s3logfs.engine.cursor`), as the mount's cursor files do, so it prints the same
+bytes in the same order and moves bookmarks the same way. It never imports the FUSE binding.
 
 When it stops (end of the stream, Ctrl-C, SIGTERM, or a reader that closed the pipe) it
 prints ``Bookmark: KEY:LINE`` in s3tail's form on stderr, and saves the bookmark under
@@ -28,11 +28,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .bookmarks import Bookmark, Place
+from . import engine
 from .config import CatOptions
-from .engine import Engine, build_engine
+from .engine import Engine, StreamCursor
+from .engine.bookmarks import Bookmark
 from .errors import S3LogFSError
-from .stream import Cursor
 
 log = logging.getLogger(__name__)
 
@@ -92,29 +92,30 @@ class _StopSignals:
 
 @dataclass
 class _Output:
-    """What has gone to stdout, and where the last complete line ended."""
+    """What has gone to stdout; the cursor's mark follows the last complete line written."""
 
     fd: int
-    offset: int
-    mark: Bookmark
+    cursor: StreamCursor
+    offset: int = 0
     history: collections.deque[tuple[int, bytes]] = field(default_factory=collections.deque)
     kept: int = 0
     marks: collections.deque[tuple[int, Bookmark]] = field(default_factory=lambda: collections.deque(maxlen=64))
     """Recent line ends written (stream offset, mark), to fall back on past the history."""
 
     def __post_init__(self) -> None:
-        self.first_mark = self.mark
+        self.offset = self.cursor.offset
+        self.first_mark = self.cursor.mark
 
-    def write(self, data: bytes, engine: Engine, cursor: Cursor, stops: _StopSignals) -> None:
+    def write(self, data: bytes, stops: _StopSignals) -> None:
         """Write all of ``data``; the mark moves past each complete line written.
 
         A reader that closes the pipe makes a write return short, then fail: the bytes
         that went through are counted before :class:`BrokenPipeError` goes up.
         """
         with stops.deferred():
-            self._write(data, engine, cursor)
+            self._write(data)
 
-    def _write(self, data: bytes, engine: Engine, cursor: Cursor) -> None:
+    def _write(self, data: bytes) -> None:
         start = self.offset
         self._remember(start, data)
         sent = 0
@@ -122,13 +123,12 @@ class _Output:
             while sent < len(data):
                 sent += os.write(self.fd, data[sent:])
         except BrokenPipeError:
-            self._settle_after_broken_pipe(start + sent, engine)
+            self._settle_after_broken_pipe(start + sent)
             raise
         self.offset += len(data)
+        self.cursor.took(data)
         newline = data.rfind(b"\n")
-        if newline >= 0:  # counted back through what the cursor read: no estimate can move it
-            self.mark = engine.bookmarks.bookmark_for(*engine.reader.place_before(cursor, len(data) - newline - 1))
-        self.marks.append((start + newline + 1 if newline >= 0 else -1, self.mark))
+        self.marks.append((start + newline + 1 if newline >= 0 else -1, self.cursor.mark))
 
     def _remember(self, start: int, data: bytes) -> None:
         self.history.append((start, data))
@@ -136,7 +136,7 @@ class _Output:
         while self.kept - len(self.history[0][1]) >= _HISTORY_BYTES:
             self.kept -= len(self.history.popleft()[1])
 
-    def _settle_after_broken_pipe(self, sent_end: int, engine: Engine) -> None:
+    def _settle_after_broken_pipe(self, sent_end: int) -> None:
         """The reader closed the pipe: the mark goes back to the last line it took.
 
         The bytes still in the pipe's buffer were never read. Within the recent output the
@@ -148,9 +148,10 @@ class _Output:
                 continue
             newline = chunk.rfind(b"\n", 0, consumed - chunk_start)
             if newline >= 0:
-                self.mark = engine.bookmarks.bookmark_at(chunk_start + newline + 1)
+                self.cursor.mark_offset(chunk_start + newline + 1)
                 return
-        self.mark = next((mark for end, mark in reversed(self.marks) if 0 <= end <= consumed), self.first_mark)
+        self.cursor.mark = next((mark for end, mark in reversed(self.marks) if 0 <= end <= consumed),
+                                self.first_mark)
 
 
 def _unread_in_pipe(fd: int) -> int:
@@ -169,29 +170,28 @@ def _unread_in_pipe(fd: int) -> int:
 
 def run_cat(options: CatOptions, out_fd: int = 1) -> int:
     """``s3logfs cat``: returns the exit status (0 at the end or when the reader left, 130/143 on a signal)."""
-    engine = build_engine(options, size_ahead=False)
+    source = engine.build(options.source, size_ahead=False)
     stops = _StopSignals()
     try:
         with stops.installed():
             try:
-                engine.start_reading(options.follow)
-                place, name = engine.bookmarks.start_of(options.bookmark)
+                source.start_reading(options.follow)
+                cursor = source.open_cursor(options.bookmark)
             except _Stopped as stopped:
                 return stopped.status  # nothing was printed: no bookmark to report
-            output = _Output(out_fd, place.offset, engine.bookmarks.bookmark_for(place.position, place.inner))
-            status = _copy_until_stopped(engine, place, output, options, stops)
+            output = _Output(out_fd, cursor)
+            status = _copy_until_stopped(source, output, options, stops)
         with _signals_held():
-            _finish(engine, output, name)
+            _finish(source, cursor)
         return status
     finally:
-        engine.close()
+        source.close()
 
 
-def _copy_until_stopped(engine: Engine, place: Place, output: _Output, options: CatOptions,
-                        stops: _StopSignals) -> int:
+def _copy_until_stopped(source: Engine, output: _Output, options: CatOptions, stops: _StopSignals) -> int:
     """Copy until the end, a signal or a reader that left; the exit status."""
     try:
-        _copy(engine, place, output, options, stops)
+        _copy(source, output, options, stops)
     except _Stopped as stopped:
         return stopped.status
     except BrokenPipeError:  # the reader has all it wanted (head, less q): a normal end
@@ -210,42 +210,41 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
-def _copy(engine: Engine, place: Place, output: _Output, options: CatOptions, stops: _StopSignals) -> None:
-    """Copy the stream from ``place`` to stdout; with ``follow``, wait for more at the end."""
-    cursor = Cursor(next_offset=place.offset, position=place.position, inner=place.inner)
-    progress = _Progress(engine, cursor, place) if options.progress and sys.stderr.isatty() else None
+def _copy(source: Engine, output: _Output, options: CatOptions, stops: _StopSignals) -> None:
+    """Copy the stream from the cursor's place to stdout; with ``follow``, wait for more at the end."""
+    cursor = output.cursor
+    progress = _Progress(source, cursor) if options.progress and sys.stderr.isatty() else None
     try:
         while True:
-            data = engine.reader.read(cursor, output.offset, READ_SIZE)
+            data = cursor.read(READ_SIZE)
             if data:
-                output.write(data, engine, cursor, stops)
+                output.write(data, stops)
                 continue
             if not options.follow:
                 return
-            _wait_for_growth(engine, output.offset, len(engine.reader.index))
+            _wait_for_growth(source, output.offset, len(source.reader.index))
     finally:
         if progress is not None:
             progress.stop()
+        cursor.close()
 
 
-def _wait_for_growth(engine: Engine, offset: int, objects: int) -> None:
+def _wait_for_growth(source: Engine, offset: int, objects: int) -> None:
     """Until the stream has more bytes or more objects (a new one may be estimated at 0 bytes)."""
-    index = engine.reader.index
+    index = source.reader.index
     with index.changed:
         index.changed.wait_for(lambda: index.total() > offset or len(index) > objects, timeout=1.0)
 
 
-def _finish(engine: Engine, output: _Output, name: str | None) -> None:
-    """Save the bookmark under ``name``; report skipped objects; print the bookmark, in s3tail's form, last."""
-    bookmarks = engine.bookmarks
-    if name is not None:
-        bookmarks.move(name, output.mark, create=True)
-    skipped = engine.catalog.stats.snapshot().get("skips", 0)
+def _finish(source: Engine, cursor: StreamCursor) -> None:
+    """Save the bookmark ``-b`` named; report skipped objects; print the bookmark, in s3tail's form, last."""
+    cursor.save(create=True)
+    skipped = source.stats.snapshot().get("skips", 0)
     try:
-        shown = bookmarks.as_s3tail(output.mark).format()
-    except S3LogFSError as error:  # s3tail's form counts lines in the cached object
+        shown = cursor.as_s3tail().format()
+    except S3LogFSError as error:  # s3tail's form counts the lines of the object
         log.warning("cannot count the lines for s3tail's bookmark form: %s", error)
-        shown = output.mark.describe()
+        shown = cursor.mark.describe()
     try:
         if skipped:
             print(f"s3logfs: skipped {skipped} object(s) that could not be read (--skip-errors; the log names them)",
@@ -258,10 +257,10 @@ def _finish(engine: Engine, output: _Output, name: str | None) -> None:
 class _Progress:
     """A live line on stderr: objects and bytes done of the total, throughput, time left."""
 
-    def __init__(self, engine: Engine, cursor: Cursor, start: Place) -> None:
-        self._engine = engine
+    def __init__(self, source: Engine, cursor: StreamCursor) -> None:
+        self._index = source.reader.index
         self._cursor = cursor
-        self._start = start
+        self._start = cursor.start
         self._began = time.monotonic()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="s3logfs-progress", daemon=True)
@@ -273,10 +272,10 @@ class _Progress:
             sys.stderr.flush()
 
     def line(self) -> str:
-        index = self._engine.reader.index
-        objects = max(0, min(self._cursor.position, len(index)) - self._start.position)
+        index = self._index
+        objects = max(0, min(self._cursor.position.position, len(index)) - self._start.position)
         total_objects = len(index) - self._start.position
-        done = max(0, self._cursor.next_offset - self._start.offset)
+        done = max(0, self._cursor.offset - self._start.offset)
         total = max(done, index.total() - self._start.offset)
         elapsed = max(1e-6, time.monotonic() - self._began)
         rate = done / elapsed

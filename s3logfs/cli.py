@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__, validation
-from .cache import DiskCache
 from .config import (
     CatOptions,
     MountOptions,
@@ -22,13 +21,16 @@ from .config import (
     common_options,
     file_options,
     read_config_file,
+    records_mode,
     setup_logging,
+    source_options,
 )
+from .engine.cache import DiskCache
+from .engine.records import MODES
+from .engine.s3 import S3Client, parse_source
+from .engine.window import Window, make_window
+from .engine.window_listing import list_window
 from .errors import S3LogFSError, UsageError
-from .records import MODES, NONE
-from .s3 import S3Client, Stats, parse_source
-from .timewindow import Window, make_window
-from .windowlisting import list_window
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +139,7 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, Path | None]:
 
 
 def _add_records_option(parser: argparse.ArgumentParser) -> None:
-    """``--records MODE`` (SPEC section 10), for every command that reads a prefix."""
+    """``--records MODE`` (README, "Options"), for every command that reads a prefix."""
     parser.add_argument(
         "--records",
         choices=MODES,
@@ -148,7 +150,7 @@ def _add_records_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_window_options(parser: argparse.ArgumentParser) -> None:
-    """``--since T`` and ``--until T`` (SPEC section 10), for every command that reads a prefix."""
+    """``--since T`` and ``--until T`` (README, "Options"), for every command that reads a prefix."""
     group = parser.add_argument_group("time window (objects whose key time falls in it; UTC unless an offset is given)")
     group.add_argument("--since", metavar="T", help="from T: an age (90s, 15m, 2h, 3d, 1w, 1h30m), "
                        "an ISO 8601 date or date-time (2026-11-01, 2026-11-01T08:00Z), or now")
@@ -160,50 +162,22 @@ def window_option(args: argparse.Namespace) -> Window | None:
     return make_window(getattr(args, "since", None), getattr(args, "until", None))
 
 
-def records_option(settings: Settings, raw: bool = False) -> str:
-    """The ``--records`` mode from the command line or the config file, checked."""
-    mode = str(settings.get("records", NONE)).strip().lower()
-    if mode not in MODES:
-        raise UsageError(f"bad value for records: {mode!r} (expected one of {', '.join(MODES)})")
-    if raw and mode != NONE:
-        raise UsageError("--records cannot go with --raw, which shows the stored bytes")
-    return mode
-
-
-def poll_interval_option(settings: Settings) -> float:
-    """``--poll-interval``, checked: 0 (off), or 0.1 s to a week."""
-    value = settings.get("poll_interval", 10.0, float)
-    return validation.seconds("poll_interval", value, validation.MIN_POLL_INTERVAL, off=True)
-
-
-def prefetch_option(settings: Settings) -> int:
-    """``--prefetch``, checked: 0 (no read-ahead) to 256 objects."""
-    return validation.count("prefetch", settings.get("prefetch", 16, int), 0, validation.MAX_PREFETCH)
-
-
 def mount_options(args: argparse.Namespace) -> MountOptions:
     settings, config_file = _settings(args)
     common = common_options(settings, config_file)
     bucket, prefix = parse_source(args.source)
     return MountOptions(
         common=common,
-        bucket=bucket,
-        prefix=prefix,
+        source=source_options(settings, common, bucket, prefix, window_option(args), raw_allowed=True),
         mountpoint=args.mountpoint.expanduser().absolute(),
         foreground=bool(settings.get("foreground", False, bool)),
-        poll_interval=poll_interval_option(settings),
-        prefetch=prefetch_option(settings),
-        raw=bool(settings.get("raw", False, bool)),
         allow_other=bool(settings.get("allow_other", False, bool)),
         writable_bookmarks=bool(settings.get("writable_bookmarks", False, bool)),
-        skip_errors=bool(settings.get("skip_errors", False, bool)),
-        records=records_option(settings, raw=bool(settings.get("raw", False, bool))),
-        window=window_option(args),
     )
 
 
 def _cmd_mount(args: argparse.Namespace) -> int:
-    from .mount import mount
+    from .fs.daemon import mount
 
     options = mount_options(args)
     setup_logging(options.common.log_level, options.common.log_file)
@@ -216,7 +190,7 @@ def _note(message: str) -> None:
 
 
 def _cmd_umount(args: argparse.Namespace) -> int:
-    from .mount import unmount
+    from .fs.host import unmount
 
     return unmount(args.mountpoint.expanduser().absolute(), lazy=args.lazy)
 
@@ -232,9 +206,9 @@ def _cmd_cache(args: argparse.Namespace) -> int:
         print(f"removed {cache.clear()} cache entries from {cache.root}")
         return 0
     bucket, prefix = parse_source(args.source)
-    root = cache_root(common.cache_dir, raw=False, records=records_option(settings))
+    root = cache_root(common.cache_dir, raw=False, records=records_mode(settings))
     cache = DiskCache(root, common.cache_hours, common.cache_max_size)
-    client = S3Client(bucket, common.s3, Stats())
+    client = S3Client(bucket, common.s3)
     for info in list_window(client, prefix, window_option(args)):
         hit = cache.lookup(bucket, info.key, info.etag)
         print(f"{bucket}/{info.key}\n  => {hit.path if hit else 'NOT IN CACHE'}")
@@ -243,19 +217,14 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
 def cat_options(args: argparse.Namespace) -> CatOptions:
     settings, config_file = _settings(args)
+    common = common_options(settings, config_file)
     bucket, prefix = parse_source(args.source)
     return CatOptions(
-        common=common_options(settings, config_file),
-        bucket=bucket,
-        prefix=prefix,
-        poll_interval=poll_interval_option(settings),
-        prefetch=prefetch_option(settings),
-        records=records_option(settings),
-        window=window_option(args),
+        common=common,
+        source=source_options(settings, common, bucket, prefix, window_option(args)),
         follow=bool(args.follow),
         bookmark=args.bookmark,
         progress=bool(args.progress),
-        skip_errors=bool(settings.get("skip_errors", False, bool)),
     )
 
 
@@ -268,7 +237,7 @@ def _cmd_cat(args: argparse.Namespace) -> int:
 
 
 def _cmd_bookmarks(args: argparse.Namespace) -> int:
-    from .bookmarks import Bookmark, BookmarkStore
+    from .engine.bookmarks import Bookmark, BookmarkStore
 
     settings, config_file = _settings(args)
     store = BookmarkStore(common_options(settings, config_file).config_file)
@@ -306,7 +275,7 @@ def _bookmark_source(text: str) -> str:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .devtools.demo import run_demo
 
     explicit = Path(args.config_file) if args.config_file else None
     config = file_options(read_config_file(explicit)) if explicit else {}  # never the user's own file

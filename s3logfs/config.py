@@ -4,7 +4,7 @@ Precedence runs command line, then config file, then defaults. The config file i
 in s3tail's ``~/.s3tailrc`` layout, found as :func:`find_config_file` says: an
 ``[options]`` section whose keys are the long option names (``cache_hours`` or
 ``cache-hours``, and s3tail's ``cache_path``), and a ``[bookmarks]`` section (see
-:mod:`s3logfs.bookmarks`).
+:mod:`s3logfs.engine.bookmarks`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from . import validation
-from .cache import default_cache_dir
+from .engine.cache import default_cache_dir
+from .engine.options import SourceOptions
+from .engine.records import MODES, NONE
+from .engine.s3 import S3Config
+from .engine.window import Window
 from .errors import UsageError
 from .redaction import RedactingFilter
-from .s3 import S3Config
-from .timewindow import Window
 
 S3TAIL_OPTION_NAMES = {"cache_path": "cache_dir"}
 """s3tail's option names that s3logfs spells differently."""
@@ -34,9 +36,9 @@ CONNECT_TIMEOUT = 5.0
 
 
 def config_file_candidates() -> list[Path]:
-    """Where the config file is looked for, in order (SPEC section 2).
+    """Where the config file is looked for, in order (README, "Options").
 
-    ``~/.s3logfsrc`` is where s3logfs 0.1 kept it; ``~/.s3tailrc`` is s3tail's, read as it
+    ``~/.s3logfsrc`` is where development builds kept it; ``~/.s3tailrc`` is s3tail's, read as it
     is, so an s3tail user's options and bookmarks work with no step.
     """
     xdg = os.environ.get("XDG_CONFIG_HOME") or "~/.config"
@@ -109,49 +111,24 @@ class MountOptions:
     """Options of ``s3logfs mount``."""
 
     common: CommonOptions
-    bucket: str
-    prefix: str
+    source: SourceOptions
     mountpoint: Path
-    foreground: bool
-    poll_interval: float
-    prefetch: int
-    raw: bool
-    allow_other: bool
+    foreground: bool = False
+    allow_other: bool = False
     writable_bookmarks: bool = False
     """Mount read-write so that touch, rm and setfattr manage bookmarks; every other write still fails."""
-    records: str = "none"
-    """``--records`` (SPEC section 10): one of :data:`s3logfs.records.MODES`."""
-    window: Window | None = None
-    """``--since``/``--until`` (SPEC section 10); None shows every object."""
-    skip_errors: bool = False
-    """``--skip-errors``: the stream leaves out an object it cannot read instead of giving EIO."""
-
-    @property
-    def source(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
 
 
 @dataclass(frozen=True)
 class CatOptions:
-    """Options of ``s3logfs cat`` and of :class:`s3logfs.LogStream`: a source read without FUSE."""
+    """Options of ``s3logfs cat``."""
 
     common: CommonOptions
-    bucket: str
-    prefix: str
-    poll_interval: float = 10.0
-    prefetch: int = 16
-    records: str = "none"
-    window: Window | None = None
-    skip_errors: bool = False
+    source: SourceOptions
     follow: bool = False
     bookmark: str | None = None
     """``-b``: a bookmark name, ``KEY:LINE``, ``KEY@BYTE`` or a stream offset."""
     progress: bool = False
-    raw: bool = False
-
-    @property
-    def source(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
 
 
 class Settings:
@@ -203,6 +180,41 @@ def common_options(settings: Settings, config_file: Path | None) -> CommonOption
         log_file=Path(log_file).expanduser() if log_file else None,
         config_file=find_config_file(config_file),
     )
+
+
+def source_options(settings: Settings, common: CommonOptions, bucket: str, prefix: str, window: Window | None,
+                   raw_allowed: bool = False) -> SourceOptions:
+    """The one :class:`SourceOptions` of a command or of ``LogStream``, every value checked.
+
+    ``raw_allowed``: only the mount shows stored bytes (``--raw``).
+    """
+    raw = raw_allowed and bool(settings.get("raw", False, bool))
+    return SourceOptions(
+        bucket=bucket,
+        prefix=prefix,
+        s3=common.s3,
+        cache_dir=common.cache_dir,
+        bookmarks_file=common.config_file,
+        cache_hours=common.cache_hours,
+        cache_max_size=common.cache_max_size,
+        poll_interval=validation.seconds("poll_interval", settings.get("poll_interval", 10.0, float),
+                                         validation.MIN_POLL_INTERVAL, off=True),
+        prefetch=validation.count("prefetch", settings.get("prefetch", 16, int), 0, validation.MAX_PREFETCH),
+        raw=raw,
+        records=records_mode(settings, raw),
+        window=window,
+        skip_errors=bool(settings.get("skip_errors", False, bool)),
+    )
+
+
+def records_mode(settings: Settings, raw: bool = False) -> str:
+    """The ``--records`` mode from the command line or the config file, checked."""
+    mode = str(settings.get("records", NONE)).strip().lower()
+    if mode not in MODES:
+        raise UsageError(f"bad value for records: {mode!r} (expected one of {', '.join(MODES)})")
+    if raw and mode != NONE:
+        raise UsageError("--records cannot go with --raw, which shows the stored bytes")
+    return mode
 
 
 def setup_logging(level: str, log_file: Path | None) -> None:

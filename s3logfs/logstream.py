@@ -1,28 +1,27 @@
 """``LogStream``: s3tail's ``S3Tail`` API on the mount's engine, for Python programs.
 
 It reads the same stream as ``MOUNT/stream`` and ``s3logfs cat`` (same listing, cache,
-codecs, index and read-ahead; see :mod:`s3logfs.engine`), a key at a time, so that it
-can number lines per key and let a ``key_handler`` skip keys before they are fetched.
-It never imports the FUSE binding.
+codecs, index and read-ahead; see :mod:`s3logfs.engine`) through the same cursor protocol
+(:mod:`s3logfs.engine.cursor`), an object at a time, so that it can number lines per key
+and let a ``key_handler`` skip keys before they are fetched. It never imports the FUSE binding.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .bookmarks import Bookmark, Place
-from .cache import default_cache_dir
-from .config import DEFAULT_TIMEOUT, CatOptions, CommonOptions, find_config_file, s3_config
-from .engine import Engine, build_engine
-from .s3 import parse_source
-from .timewindow import make_window
+from . import engine
+from .config import DEFAULT_TIMEOUT, Settings, common_options, source_options
+from .engine import Engine, StreamCursor
+from .engine.bookmarks import Bookmark
+from .engine.s3 import parse_source
+from .engine.window import make_window
 
 log = logging.getLogger(__name__)
 
@@ -73,27 +72,22 @@ class LogStream:
     ) -> None:
         if bucket.startswith("s3://") and not prefix:  # LogStream("s3://bucket/prefix") works too
             bucket, prefix = parse_source(bucket)
-        common = CommonOptions(
-            s3=s3_config(region_name, profile_name, endpoint_url, timeout),
-            cache_dir=Path(cache_dir).expanduser() if cache_dir else default_cache_dir(),
-            cache_hours=cache_hours,
-            cache_max_size=None,
-            log_level="WARNING",
-            log_file=None,
-            config_file=find_config_file(Path(config_file) if config_file else None),
-        )
-        self.options = CatOptions(common=common, bucket=bucket, prefix=prefix, poll_interval=poll_interval,
-                                  prefetch=max(0, prefetch), records=records, window=make_window(since, until),
-                                  skip_errors=skip_errors, follow=follow, bookmark=bookmark)
+        settings = Settings({
+            "region": region_name, "profile": profile_name, "endpoint_url": endpoint_url, "timeout": timeout,
+            "cache_dir": str(cache_dir) if cache_dir else None, "cache_hours": cache_hours,
+            "poll_interval": poll_interval, "prefetch": prefetch, "records": records, "skip_errors": skip_errors,
+        }, config={})  # the config file holds the bookmarks; its [options] are the command line's
+        common = common_options(settings, Path(config_file) if config_file else None)
+        self.options = source_options(settings, common, bucket, prefix, make_window(since, until))
+        self.follow = follow
+        self.bookmark = bookmark
         self.line_handler = line_handler
         self.key_handler = key_handler
         self._stopped = threading.Event()
         self._engine: Engine | None = None
-        self._name: str | None = None
-        self._start: Place | None = None
+        self._cursor: StreamCursor | None = None
         self._key: str | None = None
         self._line = 0
-        self._byte = 0
         self._closed = False
 
     # the s3tail API ------------------------------------------------------------------
@@ -114,11 +108,11 @@ class LogStream:
 
     def get_bookmark(self) -> str:
         """Where the next run should start, in s3tail's ``KEY:LINE`` form (give it back as ``bookmark=``)."""
-        engine = self._open()
+        cursor = self._open()[1]
         if self._key is None:
-            start = self._start or Place(0, 0, 0)
-            return engine.bookmarks.as_s3tail(engine.bookmarks.bookmark_at(start.offset)).format()
-        return Bookmark(key=engine.bookmarks.previous_key(self._key), line=self._line).format()
+            return cursor.as_s3tail().format()
+        assert self._engine is not None
+        return Bookmark(key=self._engine.bookmarks.previous_key(self._key), line=self._line).format()
 
     def close(self) -> None:
         """Save a named bookmark where reading stopped, and release the engine."""
@@ -127,7 +121,8 @@ class LogStream:
         self._closed = True
         if self._engine is not None:
             try:
-                self._save()
+                if self._cursor is not None:
+                    self._cursor.save(create=True)
             finally:
                 self._engine.close()
 
@@ -145,86 +140,81 @@ class LogStream:
 
     # reading -------------------------------------------------------------------------
 
-    def _open(self) -> Engine:
-        if self._engine is None:
-            engine = build_engine(self.options, size_ahead=False)
+    def _open(self) -> tuple[Engine, StreamCursor]:
+        if self._engine is None or self._cursor is None:
+            source = engine.build(self.options, size_ahead=False)
             try:
-                engine.start_reading(self.options.follow)
-                self._start, self._name = engine.bookmarks.start_of(self.options.bookmark)
+                source.start_reading(self.follow)
+                self._cursor = source.open_cursor(self.bookmark)
             except BaseException:
-                engine.close()
+                source.close()
                 raise
-            self._engine = engine
-        return self._engine
+            self._engine = source
+        return self._engine, self._cursor
 
     def _lines(self) -> Iterator[tuple[int, str]]:
-        engine = self._open()
-        assert self._start is not None
-        first, inner = self._start.position, self._start.inner
-        for position in self._approved_positions(engine, first):
-            yield from self._key_lines(engine, position, inner if position == first else 0)
+        source, cursor = self._open()
+        first, inner = cursor.start.position, cursor.start.inner
+        for position in self._approved_positions(source, first):
+            yield from self._object_lines(source, cursor, position, inner if position == first else 0)
             if self._stopped.is_set():
                 return
 
-    def _approved_positions(self, engine: Engine, first: int) -> Iterator[int]:
+    def _approved_positions(self, source: Engine, first: int) -> Iterator[int]:
         """Stream positions from ``first`` whose key ``key_handler`` accepts, fetched ahead."""
         ahead: collections.deque[int] = collections.deque()
         following = first
         depth = max(1, self.options.prefetch)
         while not self._stopped.is_set():
-            while len(ahead) < depth and following < len(engine.reader.index):
-                if self._accepts(engine, following):
+            while len(ahead) < depth and following < len(source.reader.index):
+                if self._accepts(source, following):
                     ahead.append(following)
                     if self.options.prefetch:
-                        engine.reader.prefetch_position(following)
+                        source.reader.prefetch_position(following)
                 following += 1
             if ahead:
                 yield ahead.popleft()
-            elif not self.options.follow:
+            elif not self.follow:
                 return
             else:
-                _wait_for_more(engine, following, self._stopped)
+                _wait_for_more(source, following, self._stopped)
 
-    def _accepts(self, engine: Engine, position: int) -> bool:
+    def _accepts(self, source: Engine, position: int) -> bool:
         if self.key_handler is None:
             return True
-        entry = engine.catalog.by_key[engine.reader.index.spans[position].key]
-        cached = engine.fetcher.cached(entry.info) is not None
-        path = str(engine.fetcher.cache.path_for(engine.fetcher.bucket, entry.key))
-        return bool(self.key_handler(entry.key, path, cached))
+        entry = source.catalog.by_key[source.reader.index.spans[position].key]
+        cached = source.catalog.cached(entry) is not None
+        return bool(self.key_handler(entry.key, str(source.catalog.cache_path(entry)), cached))
 
-    def _key_lines(self, engine: Engine, position: int, inner: int) -> Iterator[tuple[int, str]]:
-        key = engine.reader.index.spans[position].key
-        cached = engine.reader.open_object(position)  # None: left out by skip_errors (logged, counted)
-        if cached is None:
-            return
-        _, fd = engine.fetcher.open(engine.catalog.by_key[key].info, cached)  # fetched again if evicted
-        handle = os.fdopen(fd, "rb")
-        with handle:
-            self._key, self._line, self._byte = key, 0, 0
-            for raw in handle:
+    def _object_lines(self, source: Engine, cursor: StreamCursor, position: int,
+                      inner: int) -> Iterator[tuple[int, str]]:
+        """The lines of the object at ``position`` as the stream holds them, numbered from 1.
+
+        Lines that end at or before ``inner`` are counted, not handed over: a place inside a
+        line hands over that whole line. Each line handed over moves the cursor's mark.
+        """
+        key = source.reader.index.spans[position].key
+        byte, pending = 0, b""
+        for chunk in cursor.read_object(position, _CHUNK_BYTES):  # nothing if skip_errors left it out
+            if self._key != key:
+                self._key, self._line = key, 0
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
                 self._line += 1
-                # A last line without a newline: the stream adds one, and a bookmark counts it.
-                self._byte += len(raw) + (not raw.endswith(b"\n"))
-                if self._byte <= inner:
-                    continue  # before the bookmark: counted, not handed over
-                yield self._line, raw.rstrip(b"\n").decode("utf-8", "replace")
+                byte += len(line) + 1
+                if byte <= inner:
+                    continue
+                cursor.mark_object(position, byte)
+                yield self._line, line.decode("utf-8", "replace")
                 if self._stopped.is_set():
                     return
 
-    def _save(self) -> None:
-        if self._name is None or self._engine is None:
-            return
-        bookmarks = self._engine.bookmarks
-        if self._key is None:
-            assert self._start is not None
-            mark = bookmarks.bookmark_at(self._start.offset)
-        else:
-            mark = Bookmark(source=bookmarks.source, key=self._key, byte=self._byte)
-        bookmarks.move(self._name, mark, create=True)
+
+_CHUNK_BYTES = 1 << 20
+"""Bytes of an object read at a time: its lines are handed over as each chunk arrives."""
 
 
-def _wait_for_more(engine: Engine, seen: int, stopped: threading.Event) -> None:
-    index = engine.reader.index
+def _wait_for_more(source: Engine, seen: int, stopped: threading.Event) -> None:
+    index = source.reader.index
     with index.changed:
         index.changed.wait_for(lambda: len(index) > seen or stopped.is_set(), timeout=0.5)

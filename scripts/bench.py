@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark s3logfs against the usual ways of reading S3 logs, in one run (SPEC section 8).
+"""Benchmark s3logfs against the usual ways of reading S3 logs, in one run (README, "Performance").
 
     scripts/bench.py                      # every scenario, at 0 and 30 ms per request
     scripts/bench.py --latency-ms 30 --only cold_small,tail_n --tools s3logfs,s3tail
@@ -120,7 +120,7 @@ class Dataset:
 
 
 def _s3_access_dataset(bucket: str, count: int, lines: int, seed: int) -> Dataset:
-    from s3logfs.demo_data import s3_access_object
+    from s3logfs.devtools.demo_data import s3_access_object
 
     rng = random.Random(seed)
     start = datetime(2026, 11, 20, tzinfo=timezone.utc)
@@ -134,7 +134,7 @@ def _alb_dataset(bucket: str, count: int, decoded_size: int, unique: int, seed: 
     Generating and compressing a gigabyte of log lines would take minutes; no tool here
     deduplicates content, so reusing bodies changes no measurement.
     """
-    from s3logfs.demo_data import ACCOUNT_ID, ALB_ID, ALB_NAME, REGION, large_gzip_object
+    from s3logfs.devtools.demo_data import ACCOUNT_ID, ALB_ID, ALB_NAME, REGION, large_gzip_object
 
     rng = random.Random(seed)
     start = datetime(2026, 11, 20, tzinfo=timezone.utc)
@@ -168,11 +168,11 @@ def make_datasets(scale: float) -> dict[str, Dataset]:
 
 
 class Server:
-    """``python -m s3logfs.localserver`` in its own process, so it never shares our GIL."""
+    """``python -m s3logfs.devtools.localserver`` in its own process, so it never shares our GIL."""
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "s3logfs.localserver"], stdout=subprocess.PIPE, text=True, env=_env()
+            [sys.executable, "-m", "s3logfs.devtools.localserver"], stdout=subprocess.PIPE, text=True, env=_env()
         )
         assert self.process.stdout is not None
         self.url = self.process.stdout.readline().strip()
@@ -690,7 +690,7 @@ SCALE_BODY_SEEDS = (11, 12, 13, 14)
 
 def scale_bodies() -> list[tuple[bytes, bytes]]:
     """A few ALB objects' stored and decoded bytes, shared by every key (no tool deduplicates)."""
-    from s3logfs.demo_data import alb_object
+    from s3logfs.devtools.demo_data import alb_object
 
     start = datetime(2026, 11, 20, tzinfo=timezone.utc)
     made = [alb_object(random.Random(seed), start, 20, prefix="") for seed in SCALE_BODY_SEEDS]

@@ -55,11 +55,11 @@ class Result:
 
 
 class Server:
-    """``python -m s3logfs.localserver`` in its own process."""
+    """``python -m s3logfs.devtools.localserver`` in its own process."""
 
     def __init__(self) -> None:
         env = dict(os.environ, **CREDENTIALS)
-        self.process = subprocess.Popen([sys.executable, "-m", "s3logfs.localserver"], stdout=subprocess.PIPE,
+        self.process = subprocess.Popen([sys.executable, "-m", "s3logfs.devtools.localserver"], stdout=subprocess.PIPE,
                                         text=True, env=env, cwd=ROOT)
         assert self.process.stdout is not None
         self.url = self.process.stdout.readline().strip()

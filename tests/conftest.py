@@ -1,6 +1,6 @@
 """Shared fixtures: a real S3 server over HTTP, and real FUSE mounts that always come down.
 
-The server is moto behind :class:`s3logfs.localserver.CountingMiddleware`, in this
+The server is moto behind :class:`s3logfs.devtools.localserver.CountingMiddleware`, in this
 process, so a test can count the GETs and bytes the mount daemon caused. Mounts are made
 with the real ``s3logfs mount`` command (background mode, as a user runs it) and are
 unmounted with ``fusermount -u -z`` in teardown, whatever the test's outcome.
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from s3logfs.localserver import Fault, LocalS3Server
+from s3logfs.devtools.localserver import Fault, LocalS3Server
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",

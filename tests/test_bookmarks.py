@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from conftest import Mount, run, wait_for
-from s3logfs.bookmarks import Bookmark, BookmarkStore, _edit_section
+from s3logfs.engine.bookmarks import Bookmark, BookmarkStore, _edit_section
+from s3logfs.engine.stats import Stats
 from test_stream import put_all, stream_reference
 
 LOGS = {
@@ -228,13 +229,13 @@ def test_a_cursor_place_survives_a_correction_before_it(tmp_path: Path) -> None:
     A trailer probe that corrects an estimate before the cursor moves every offset after it;
     the bookmark must still name the key and byte the reader saw.
     """
-    from s3logfs.bookmarks import StreamBookmarks
-    from s3logfs.index import Span, StreamIndex
-    from s3logfs.stream import Cursor, StreamReader
+    from s3logfs.engine.bookmarks import StreamBookmarks
+    from s3logfs.engine.index import Span, StreamIndex
+    from s3logfs.engine.stream import Cursor, StreamReader
 
     index = StreamIndex(None)
     index.append([Span("p/a.gz", "e1", 0, False), Span("p/b", "e2", 40, True)])
-    reader = StreamReader(None, index, 0)  # type: ignore[arg-type]  # place_before reads the index only
+    reader = StreamReader(None, index, Stats(), 0)  # type: ignore[arg-type]  # place_before reads the index only
     bookmarks = StreamBookmarks(BookmarkStore(tmp_path / "c.ini"), "s3://x/p/", "p/", None, index,  # type: ignore[arg-type]
                                 lambda position: index.spans[position].length)
     cursor = Cursor(next_offset=30, position=1, inner=30)  # read b from byte 10 to byte 30

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import run, s3logfs_command, wait_for
 from s3logfs import LogStream, S3LogFSError
-from s3logfs.localserver import LocalS3Server
+from s3logfs.devtools.localserver import LocalS3Server
 from test_stream import put_all, stream_reference
 
 LOGS: dict[str, bytes] = {
@@ -199,8 +199,8 @@ def test_cat_needs_no_fuse(server: LocalS3Server, bucket: str, logs: bytes, tmp_
         sys.meta_path.insert(0, Watch())
         from s3logfs import LogStream
         lines = list(LogStream({bucket!r}, "logs/", endpoint_url={server.endpoint_url!r}, cache_dir={str(tmp_path)!r}))
-        assert "s3logfs.engine" in Watch.tried  # the watch sees imports
-        assert not {{"mfusepy", "fuse", "s3logfs.fuse_ops", "s3logfs.mount"}} & set(Watch.tried), Watch.tried
+        assert "s3logfs.engine.cursor" in Watch.tried  # the watch sees imports
+        assert not {{"mfusepy", "fuse", "s3logfs.fs.fuse_ops", "s3logfs.fs.daemon"}} & set(Watch.tried), Watch.tried
         print(len(lines))
     """)
     assert run([sys.executable, "-c", script], env=env, text=True).stdout == "9\n"

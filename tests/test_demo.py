@@ -133,7 +133,7 @@ def test_live_demo_lines_never_run_ahead_of_the_clock() -> None:
     import random
     from datetime import UTC, datetime
 
-    from s3logfs.demo_data import next_live_object
+    from s3logfs.devtools.demo_data import next_live_object
 
     rng = random.Random(7)
     for seq in range(40):

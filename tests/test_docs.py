@@ -11,7 +11,7 @@ from typing import Any
 
 from conftest import run
 from s3logfs.cli import _common_parser, build_parser
-from s3logfs.localserver import LocalS3Server
+from s3logfs.devtools.localserver import LocalS3Server
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 FLAG = re.compile(r"(?<![\w-])(--?[a-z][a-z-]*)")
@@ -86,12 +86,12 @@ def test_the_ported_s3tail_example_runs(server: LocalS3Server, tmp_path: Path) -
 
 
 def test_the_bookmarks_example_parses() -> None:
-    from s3logfs.bookmarks import _section_items
+    from s3logfs.engine.bookmarks import _section_items
 
     example = README.split("### Bookmarks", 1)[1].split("```ini\n", 1)[1].split("```", 1)[0]
     items = _section_items(example)
     assert set(items) == {"nightly", "triage", "from-s3tail"}
-    from s3logfs.bookmarks import Bookmark
+    from s3logfs.engine.bookmarks import Bookmark
 
     for value in items.values():
         Bookmark.parse(value)

@@ -1,7 +1,7 @@
 """Faults on a real mount (SPEC section 9): transient S3 failures are retried and never show,
 permanent ones give a clean error for that file only, and a killed daemon leaves a usable cache.
 
-Faults are injected by :class:`s3logfs.localserver.CountingMiddleware` in front of the
+Faults are injected by :class:`s3logfs.devtools.localserver.CountingMiddleware` in front of the
 real local S3 server, so they travel over real HTTP to the real mount daemon.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from conftest import Mount, is_mounted, reference, run, wait_for
-from s3logfs.cache import cache_hash
-from s3logfs.localserver import Fault, LocalS3Server, Request
+from s3logfs.engine.cache import cache_hash
+from s3logfs.devtools.localserver import Fault, LocalS3Server, Request
 
 
 def cat(path: Path) -> bytes:

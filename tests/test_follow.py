@@ -39,7 +39,7 @@ from typing import Any
 import pytest
 
 from conftest import Mount, have, reference, run, wait_for
-from s3logfs.demo_data import DemoObject, alb_object, cwl_firehose_object, s3_access_object
+from s3logfs.devtools.demo_data import DemoObject, alb_object, cwl_firehose_object, s3_access_object
 
 POLL = 2
 """``--poll-interval`` of the follow tests, in seconds."""

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
-from s3logfs.filesystem import DIR_MODE, FILE_MODE, DirEntry
-from s3logfs.mount import check_fuse
+from s3logfs.fs.view import DIR_MODE, FILE_MODE, DirEntry
+from s3logfs.fs.daemon import check_fuse
 
 check_fuse()  # as a mount does: mfusepy loads libfuse 3 where it is installed
-from s3logfs import fuse_ops  # noqa: E402  # imports mfusepy, which loads libfuse
+from s3logfs.fs import fuse_ops  # noqa: E402  # imports mfusepy, which loads libfuse
 
 MTIME_NS = 1_763_000_000_123_456_789
 ENTRIES = [

@@ -31,7 +31,7 @@ import pytest
 from s3logfs.handlers import CloudWatchHandler, FirehoseHandler, HandlerCounters, S3Handler
 from s3logfs.handlers._s3 import MAX_PARTS, MIN_PART, part_size_for, upload
 from s3logfs.handlers._split import split_utf8
-from s3logfs.localserver import Fault, LocalS3Server
+from s3logfs.devtools.localserver import Fault, LocalS3Server
 
 from conftest import wait_for
 
@@ -271,8 +271,8 @@ def dead_endpoint() -> str:
 def test_import_loads_neither_fuse_nor_the_engine_nor_boto3() -> None:
     code = (
         "import sys, threading, s3logfs.handlers\n"
-        "heavy = [m for m in ('mfusepy', 's3logfs.catalog', 's3logfs.stream', 's3logfs.mount', 's3logfs.s3',\n"
-        "         's3logfs.fuse_ops', 's3logfs.engine', 's3logfs.logstream', 'boto3', 'botocore')\n"
+        "heavy = [m for m in ('mfusepy', 's3logfs.engine.catalog', 's3logfs.engine.stream', 's3logfs.fs.daemon', 's3logfs.engine.s3',\n"
+        "         's3logfs.fs.fuse_ops', 's3logfs.engine', 's3logfs.logstream', 'boto3', 'botocore')\n"
         "         if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "assert threading.active_count() == 1\n"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import daemon_pid, reference, run, wait_for
-from s3logfs.localserver import Fault, LocalS3Server
+from s3logfs.devtools.localserver import Fault, LocalS3Server
 
 PAGES_OF_KEYS = 2150  # three ListObjectsV2 pages
 

@@ -12,11 +12,11 @@ import tracemalloc
 from pathlib import Path
 from types import SimpleNamespace
 
-from s3logfs.catalog import Catalog, Entry
-from s3logfs.compact import EtagColumn, KeyPositions, KeyStore
-from s3logfs.index import Span, StreamIndex
-from s3logfs.names import FileNode, Tree
-from s3logfs.s3 import ObjectInfo
+from s3logfs.engine.catalog import Catalog, Entry
+from s3logfs.engine.keystore import EtagColumn, KeyPositions, KeyStore
+from s3logfs.engine.index import Span, StreamIndex
+from s3logfs.fs.tree import FileNode, Tree
+from s3logfs.engine.s3 import ObjectInfo
 
 PREFIX = "AWSLogs/123456789012/elasticloadbalancing/"
 
@@ -35,8 +35,12 @@ def _alb_keys(count: int) -> list[str]:
 
 
 def _catalog(tree: Tree) -> Catalog:
-    client = SimpleNamespace(stats=SimpleNamespace(set=lambda **_: None))
-    return Catalog(SimpleNamespace(client=client, bucket="b"), PREFIX, tree, poll_interval=0)  # type: ignore[arg-type]
+    """A catalog over the tree's key store, which hears of every key as the mount's view does."""
+    stats = SimpleNamespace(set=lambda **_: None)
+    fetcher = SimpleNamespace(client=SimpleNamespace(), bucket="b")
+    catalog = Catalog(fetcher, PREFIX, tree.keys, stats, poll_interval=0)  # type: ignore[arg-type]
+    catalog.on_new_key(tree.add)
+    return catalog
 
 
 def test_key_store_gives_every_key_back() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import Mount, reference, run, wait_for
-from s3logfs.localserver import LocalS3Server
+from s3logfs.devtools.localserver import LocalS3Server
 
 CONTENTS: dict[str, bytes] = {
     "logs/plain.log": b"GET /a 200\nGET /b 404\n",
@@ -71,7 +71,7 @@ def test_exact_content_and_sizes(s3: Any, bucket: str, mount_one: Any) -> None:
 def test_large_gzip_streams_with_bounded_memory(s3: Any, bucket: str, mount_one: Any) -> None:
     from datetime import datetime, timezone
 
-    from s3logfs.demo_data import large_gzip_object
+    from s3logfs.devtools.demo_data import large_gzip_object
 
     big = large_gzip_object(random.Random(7), datetime(2026, 11, 21, tzinfo=timezone.utc), 50_000_000, prefix="big/")
     s3.put_object(Bucket=bucket, Key=big.key, Body=big.body)

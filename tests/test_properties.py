@@ -22,12 +22,12 @@ from urllib.parse import unquote_to_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from s3logfs.cache import CachedObject
-from s3logfs.codecs import AutoDecoder, GzipDecoder, decode_chunks
-from s3logfs.index import Fenwick, Span, StreamIndex
-from s3logfs.names import NAME_MAX, DirNode, FileNode, Tree
-from s3logfs.s3 import Stats
-from s3logfs.stream import Cursor, StreamReader
+from s3logfs.engine.cache import CachedObject
+from s3logfs.engine.codecs import AutoDecoder, GzipDecoder, decode_chunks
+from s3logfs.engine.index import Fenwick, Span, StreamIndex
+from s3logfs.fs.tree import NAME_MAX, DirNode, FileNode, Tree
+from s3logfs.engine.stats import Stats
+from s3logfs.engine.stream import Cursor, StreamReader
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -173,11 +173,9 @@ class _Catalog:
 
     bucket = "test"
 
-    @property
-    def fetcher(self) -> _Catalog:
-        return self
+    transforms = False
 
-    def open(self, info: _Info, cached: CachedObject) -> tuple[CachedObject, int]:
+    def open_decoded(self, entry: _Entry, cached: CachedObject) -> tuple[CachedObject, int]:
         return cached, os.open(cached.path, os.O_RDONLY)
 
     def materialize(self, entry: _Entry) -> CachedObject:
@@ -212,7 +210,7 @@ def test_a_sequential_reader_never_sees_a_gap_or_a_repeat(
         catalog.add(keys[-1], content)
     index = StreamIndex(None)
     index.append(Span(key, "e", estimates[n], False) for n, key in enumerate(keys))
-    reader = StreamReader(catalog, index, prefetch=0)  # type: ignore[arg-type]
+    reader = StreamReader(catalog, index, catalog.stats, prefetch=0)  # type: ignore[arg-type]
     reader.ready.set()
     first %= len(keys)
     offset = index.start(first)

@@ -1,7 +1,7 @@
-"""``--records``: one line per record, in the splitters and through real mounts (SPEC section 10).
+"""``--records``: one line per record, in the splitters and through real mounts .
 
 The expected lines are built here from ``json`` and the samples directly, never through
-:mod:`s3logfs.records`, so a wrong splitter cannot agree with itself.
+:mod:`s3logfs.engine.records`, so a wrong splitter cannot agree with itself.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from conftest import Mount, run, s3logfs_command
 
-from s3logfs import records
-from s3logfs.codecs import object_decoder
-from s3logfs.records import record_decoder, sniff
+from s3logfs.engine import records
+from s3logfs.engine.codecs import object_decoder
+from s3logfs.engine.records import record_decoder, sniff
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from conftest import is_mounted, run, s3logfs_command, unmount_quietly, wait_for
-from s3logfs.localserver import LocalS3Server
+from s3logfs.devtools.localserver import LocalS3Server
 
 
 def refuse(command: list[str], mountpoint: Path, env: dict[str, str] | None = None) -> str:

@@ -2,7 +2,7 @@
 mid-read, ``--timeout``, the security pass, and eviction while several mounts share a cache.
 
 Everything runs against the real local S3 server over HTTP and real FUSE mounts; faults are
-injected by :class:`s3logfs.localserver.CountingMiddleware`.
+injected by :class:`s3logfs.devtools.localserver.CountingMiddleware`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import botocore.config
 import pytest
 from conftest import Mount, daemon_pid, is_mounted, reference, run, s3logfs_command, wait_for
 
-from s3logfs.localserver import Fault, LocalS3Server
+from s3logfs.devtools.localserver import Fault, LocalS3Server
 
 TIMEOUT = 3.0
 """The ``--timeout`` of the stall tests: short, so that they wait little."""

@@ -1,7 +1,7 @@
 """The S3 layer against the local server: listings parsed fast agree with botocore's parser.
 
 The reference is a plain boto3 client (botocore's own parsers); s3logfs's client parses
-listings with :mod:`s3logfs._parsing` and requests the next page early.
+listings with :mod:`s3logfs.engine.listing_parser` and requests the next page early.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from s3logfs.localserver import Fault, LocalS3Server
-from s3logfs.s3 import S3Client, S3Config
+from s3logfs.devtools.localserver import Fault, LocalS3Server
+from s3logfs.engine.s3 import S3Client, S3Config
 
 KEYS = [f"logs/2026/11/{n:05d}.log" for n in range(2300)] + [
     "logs/a&b<c>'\"quote",
@@ -107,7 +107,7 @@ AWS_LISTING = b"""<?xml version="1.0" encoding="UTF-8"?>
 
 def _count_fast_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """A list that gets an item each time the fast listing parser runs (not botocore's fallback)."""
-    from s3logfs import _parsing
+    from s3logfs.engine import listing_parser as _parsing
 
     calls: list[int] = []
     original = _parsing.parse_list_v2
@@ -120,7 +120,7 @@ def test_fast_parser_reads_a_real_s3_listing_as_botocore_does(monkeypatch: pytes
     import botocore.parsers
     import botocore.session
 
-    from s3logfs import _parsing
+    from s3logfs.engine import listing_parser as _parsing
 
     shape = botocore.session.get_session().get_service_model("s3").operation_model("ListObjectsV2").output_shape
     response = {"status_code": 200, "headers": {"x-amz-request-id": "R"}, "body": AWS_LISTING}

@@ -86,7 +86,7 @@ if __name__ == "__main__":
 import pytest
 from conftest import Mount, reference, run, wait_for
 
-from s3logfs.localserver import Fault, LocalS3Server
+from s3logfs.devtools.localserver import Fault, LocalS3Server
 
 
 def _body(number: int, rng: random.Random) -> tuple[str, bytes]:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from conftest import Mount, reference, run, wait_for
-from s3logfs.localserver import LocalS3Server
+from s3logfs.devtools.localserver import LocalS3Server
 
 MIXED: dict[str, bytes] = {
     "logs/01-plain.log": b"plain one\nplain two\n",

@@ -1,7 +1,7 @@
 """Fast unit tests of the layers below FUSE: codecs, names, the disk cache and the options.
 
-No mount, no S3 server. Each test pins one claim of the module it covers (or of SPEC
-sections 3 and 5) against an independent reference: :func:`gzip.decompress`,
+No mount, no S3 server. Each test pins one claim of the module it covers (or of the README's
+"The mount layout" and cache semantics) against an independent reference: :func:`gzip.decompress`,
 :func:`urllib.parse.unquote`, a SHA-256 computed here, the file system itself.
 """
 
@@ -23,15 +23,16 @@ from urllib.parse import unquote
 
 import pytest
 
-from s3logfs import cache as cache_module
-from s3logfs.cache import DiskCache
-from s3logfs.codecs import GZIP, PLAIN, AutoDecoder, GzipDecoder, decode_chunks, detect, gzip_isize
+from s3logfs.engine import cache as cache_module
+from s3logfs.engine.cache import DiskCache
+from s3logfs.engine.codecs import GZIP, PLAIN, AutoDecoder, GzipDecoder, decode_chunks, detect, gzip_isize
 from s3logfs.config import Settings, common_options, file_options, parse_size, read_config_file
 from s3logfs.errors import CodecError, UsageError
-from s3logfs.index import Fenwick, Span, StreamIndex
-from s3logfs.names import NAME_MAX, DirNode, FileNode, Tree
-from s3logfs.objects import UNKNOWN, ObjectFetcher
-from s3logfs.s3 import ObjectInfo, Stats
+from s3logfs.engine.index import Fenwick, Span, StreamIndex
+from s3logfs.fs.tree import NAME_MAX, DirNode, FileNode, Tree
+from s3logfs.engine.fetcher import UNKNOWN, ObjectFetcher
+from s3logfs.engine.s3 import ObjectInfo
+from s3logfs.engine.stats import Stats
 
 # --------------------------------------------------------------------------------------------
 # codecs
@@ -116,7 +117,7 @@ def test_detection_goes_by_magic_bytes_not_by_name() -> None:
 
 
 class StoredObjects:
-    """Just enough of :class:`s3logfs.s3.S3Client` for :class:`ObjectFetcher`: bytes by key."""
+    """Just enough of :class:`s3logfs.engine.s3.S3Client` for :class:`ObjectFetcher`: bytes by key."""
 
     def __init__(self, bodies: dict[str, bytes]) -> None:
         self.bucket = "b"
@@ -135,7 +136,7 @@ class StoredObjects:
 def test_objects_are_decoded_by_content_whatever_their_key(tmp_path: Path) -> None:
     text = b"127.0.0.1 GET / 200\n" * 20
     bodies = {"plain-named.log.gz": text, "gzip-named.log": gzip.compress(text), "no-suffix": gzip.compress(text)}
-    fetcher = ObjectFetcher(StoredObjects(bodies), DiskCache(tmp_path / "cache"))  # type: ignore[arg-type]
+    fetcher = ObjectFetcher(StoredObjects(bodies), DiskCache(tmp_path / "cache"), Stats())  # type: ignore[arg-type]
     for key, body in bodies.items():
         encoding = PLAIN if key == "plain-named.log.gz" else GZIP
         info = ObjectInfo(key=key, size=len(body), etag=f"etag-{key}", last_modified=0.0)
@@ -161,7 +162,7 @@ def test_sizing_from_the_listing_asks_only_gzip_named_keys_for_their_trailer(tmp
     bodies = {"a.log.gz": gzip.compress(text), "plain-named.log.gz": text, "no-suffix": gzip.compress(text),
               "b.log": text}
     objects = CountingObjects(bodies)
-    fetcher = ObjectFetcher(objects, DiskCache(tmp_path / "cache"))  # type: ignore[arg-type]
+    fetcher = ObjectFetcher(objects, DiskCache(tmp_path / "cache"), Stats())  # type: ignore[arg-type]
     probes = {key: fetcher.probe_size(ObjectInfo(key, len(body), f"e-{key}", 0.0)) for key, body in bodies.items()}
     assert (probes["a.log.gz"].size, probes["a.log.gz"].encoding) == (len(text), GZIP)
     # the last 4 bytes of text are no plausible ISIZE: the listing size stands, unconfirmed
@@ -899,6 +900,6 @@ def test_stream_index_estimates_never_undo_an_exact_length(tmp_path: Path) -> No
 def test_fast_timestamp_parser_agrees_with_botocore(text: str) -> None:
     from botocore.utils import parse_timestamp
 
-    from s3logfs._parsing import parse_timestamp as _parse_timestamp
+    from s3logfs.engine.listing_parser import parse_timestamp as _parse_timestamp
 
     assert _parse_timestamp(text) == parse_timestamp(text)

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from conftest import Mount, daemon_pid, is_mounted, reference, run, s3logfs_command, wait_for
 
-from s3logfs.localserver import LocalS3Server
+from s3logfs.devtools.localserver import LocalS3Server
 
 UTC = timezone.utc
 ACCOUNT = "123456789012"
@@ -375,7 +375,7 @@ def test_trailer_probes_cover_the_tail_once_and_are_kept_for_the_next_mount(
 ) -> None:
     """On a large gzip prefix a mount probes the tail and PROBE_TAIL_OBJECTS more; the next mount
     probes only what is still unknown (and the tail, which it sizes again)."""
-    from s3logfs.stream import PROBE_TAIL_OBJECTS, TAIL_EXACT_OBJECTS
+    from s3logfs.engine.stream import PROBE_TAIL_OBJECTS, TAIL_EXACT_OBJECTS
 
     bucket = f"test-probes-{os.getpid()}"
     s3.create_bucket(Bucket=bucket)
@@ -402,9 +402,9 @@ def test_trailer_probes_cover_the_tail_once_and_are_kept_for_the_next_mount(
 
 def test_a_poll_lists_only_the_folders_that_can_hold_new_keys(server: LocalS3Server, s3: Any) -> None:
     """What the poller asks for under ``--since``: today's folder from where the mount is, whatever the history."""
-    from s3logfs.s3 import S3Client, S3Config
-    from s3logfs.timewindow import Window
-    from s3logfs.windowlisting import WindowLister
+    from s3logfs.engine.s3 import S3Client, S3Config
+    from s3logfs.engine.window import Window
+    from s3logfs.engine.window_listing import WindowLister
 
     now = datetime.now(UTC)
     costs = []

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from s3logfs.errors import UsageError
-from s3logfs.timewindow import (
+from s3logfs.engine.window import (
     UTC,
     KeyTime,
     Window,

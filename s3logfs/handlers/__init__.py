@@ -1,4 +1,4 @@
-"""Logging handlers that ship records to where ``s3logfs mount`` reads them (SPEC section 7).
+"""Logging handlers that ship records to where ``s3logfs mount`` reads them (README, "Shipping logs").
 
     from s3logfs.handlers import S3Handler, FirehoseHandler, CloudWatchHandler
 

@@ -1,4 +1,4 @@
-"""The batching core that S3Handler, FirehoseHandler and CloudWatchHandler share (SPEC section 7).
+"""The batching core that S3Handler, FirehoseHandler and CloudWatchHandler share (README, "Shipping logs").
 
 Data flow. ``emit()`` formats the record in the caller's thread and turns it into one or more
 :class:`Entry` (the handler decides how: bytes ending in a newline for S3 and Firehose, a message

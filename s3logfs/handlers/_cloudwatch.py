@@ -33,7 +33,7 @@ MAX_SPAN_MS = 24 * 3600 * 1000
 
 
 class CloudWatchHandler(BatchingHandler[list[Entry]]):
-    """Ship log records to a CloudWatch Logs group and stream (SPEC section 7).
+    """Ship log records to a CloudWatch Logs group and stream (README, "Shipping logs").
 
     ``log_stream`` defaults to ``<host>-<pid>`` (the child's pid after ``fork()``).
     ``create_log_group``: create the group and stream when missing (True).

@@ -25,7 +25,7 @@ MAX_RECORD_BYTES = 1_000 * 1024
 
 
 class FirehoseHandler(BatchingHandler[list[Entry]]):
-    """Ship log records to a Kinesis Data Firehose delivery stream (SPEC section 7)."""
+    """Ship log records to a Kinesis Data Firehose delivery stream (README, "Shipping logs")."""
 
     service = "firehose"
     default_batch_bytes = MAX_CALL_BYTES

@@ -90,7 +90,7 @@ def _abort_quietly(client: Any, bucket: str, key: str, upload_id: str) -> None:
 
 
 class S3Handler(BatchingHandler[PendingObject]):
-    """Ship log records to ``s3://bucket/prefix`` as gzip objects (SPEC section 7).
+    """Ship log records to ``s3://bucket/prefix`` as gzip objects (README, "Shipping logs").
 
     ``spill_dir``: where batches that cannot be delivered wait (created 0700); None keeps
     retrying in memory. ``spill_after``: failed attempts before a batch spills.

@@ -471,8 +471,8 @@ class LocalS3Server:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m s3logfs.localserver``: serve in the foreground until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m s3logfs.localserver", description=__doc__.splitlines()[0])
+    """``python -m s3logfs.devtools.localserver``: serve in the foreground until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m s3logfs.devtools.localserver", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every request")
     args = parser.parse_args(argv)

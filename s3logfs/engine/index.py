@@ -3,7 +3,7 @@
 Each entry has a stream length: its decoded size, plus one byte when the stream adds a
 newline after an object that lacks one. A length is *exact* once the object has been
 decoded (it is in the cache); before that it is an *estimate* from cheap probes (see
-:meth:`s3logfs.objects.ObjectFetcher.probe_size`), which assumes a final newline.
+:meth:`s3logfs.engine.fetcher.ObjectFetcher.probe_size`), which assumes a final newline.
 
 Offsets are prefix sums of lengths, kept in a Fenwick tree: a correction is a point
 update and locating an offset is a descent, both O(log n), so correcting thousands of
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
 
-from .compact import EtagColumn, ItemView, KeyPositions, KeyStore, release_free_memory
+from .keystore import EtagColumn, ItemView, KeyPositions, KeyStore, release_free_memory
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Time windows (``--since T``, ``--until T``): what T means, and the time each log key stands for.
 
-SPEC section 10. A window is a half-open range of instants ``[since, until)``; either end
+README, "Time windows". A window is a half-open range of instants ``[since, until)``; either end
 may be open. AWS writes a UTC time into almost every log key, in date folders and in the
 object's name, and a window selects the objects whose *key time* overlaps it. The key time
 is a range too, because each form of time means something different:
@@ -19,7 +19,7 @@ whole period: S3 server access logs partitioned by ``EventTime`` write
 ``YYYY-MM-DD-00-00-00`` names into the day folder of their events.
 
 This module parses, and builds the date folders of a range (:meth:`DateLayout.cover`); the
-listing that uses them is :mod:`s3logfs.windowlisting`.
+listing that uses them is :mod:`s3logfs.engine.window_listing`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from .errors import UsageError
+from ..errors import UsageError
 
 UTC = timezone.utc
 _AGE = re.compile(r"(?:\d+[smhdw])+", re.IGNORECASE)

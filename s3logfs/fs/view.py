@@ -2,14 +2,16 @@
 
 This layer knows nothing about FUSE. It answers in plain Python (dicts of ``st_*``
 attributes, bytes, :class:`Opened` records) and raises the typed errors of
-:mod:`s3logfs.errors`; :mod:`s3logfs.fuse_ops` translates both ways.
+:mod:`s3logfs.errors`; :mod:`s3logfs.fs.fuse_ops` translates both ways. It builds the
+mount's :class:`~s3logfs.fs.tree.Tree` of paths and inodes from the engine's catalog.
 
 * Per-key files are pinned to an ETag when opened: ``open`` makes sure the decoded
   content is in the disk cache (so the size is exact from then on) and reads come from
   that file. Reopening the same ETag keeps the kernel's page cache (``keep_cache``), so a
   second ``grep`` over a file never reaches this process.
 * ``stream`` and the cursor files ``.bookmarks/NAME`` grow, so they are opened with
-  ``direct_io``: every read reaches :class:`~s3logfs.stream.StreamReader`.
+  ``direct_io``: every read reaches :class:`~s3logfs.engine.stream.StreamReader`. A cursor
+  file follows the engine's cursor protocol (:mod:`s3logfs.engine.cursor`).
 * The mount is read-only. The only writes are creating and removing cursor files, and
   setting or removing bookmark xattrs on ``stream``.
 """
@@ -26,11 +28,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import NamedTuple
 
-from .bookmarks import Bookmark, Place, StreamBookmarks
-from .catalog import Catalog, Entry
-from .errors import S3LogFSError
-from .names import DirNode, FileNode
-from .stream import Cursor, StreamReader
+from ..engine import Engine, dir_prefix
+from ..engine.bookmarks import Place
+from ..engine.catalog import Entry
+from ..engine.cursor import StreamCursor
+from ..errors import S3LogFSError
+from .tree import BOOKMARKS_INO, FIRST_CURSOR_INO, ROOT_INO, STREAM_INO, DirNode, FileNode, Tree
 
 DIR_MODE = stat.S_IFDIR | 0o555
 FILE_MODE = stat.S_IFREG | 0o444
@@ -39,8 +42,6 @@ BOOKMARKS_DIR_MODE = stat.S_IFDIR | 0o755
 STREAM_PATH = "/stream"
 BOOKMARKS_PATH = "/.bookmarks"
 BOOKMARK_XATTR = "user.s3logfs.bookmark."
-STREAM_INO, BOOKMARKS_INO = 2, 3
-_FIRST_CURSOR_INO = 1 << 40
 _NS = 1_000_000_000
 USER_XATTR = "user."
 """The only namespace of extended attributes the mount holds."""
@@ -103,15 +104,13 @@ class Opened:
 
 @dataclass
 class Handle:
-    """An open file: a descriptor on a per-key file, or a cursor in the stream."""
+    """An open file: a descriptor on a per-key file, or a cursor in the stream (named for a cursor file)."""
 
     entry: Entry | None = None
     fd: int = -1
-    cursor: Cursor | None = None
+    cursor: StreamCursor | None = None
     base: int = 0
-    bookmark: str | None = None
-    line_end: Bookmark | None = None  # just past the last newline read()
-    committed: Bookmark | None = None  # the line_end last written to the bookmark
+    """The stream offset of the file's first byte: a cursor file starts at its bookmark."""
 
 
 @dataclass(frozen=True)
@@ -148,12 +147,15 @@ class _Handles:
 class LogFilesystem:
     """The tree of a mount: per-key files, ``stream`` and ``.bookmarks/``."""
 
-    def __init__(self, catalog: Catalog, reader: StreamReader, bookmarks: StreamBookmarks,
-                 options: ViewOptions) -> None:
-        self.catalog = catalog
-        self.reader = reader
-        self.bookmarks = bookmarks
+    def __init__(self, engine: Engine, options: ViewOptions) -> None:
+        """Before the engine lists anything: the tree hears of every key as it enters the catalog."""
+        self.catalog = engine.catalog
+        self.reader = engine.reader
+        self.bookmarks = engine.bookmarks
+        self.stats = engine.stats
         self.options = options
+        self.tree = Tree(dir_prefix(engine.options.prefix), drop_gz=not engine.options.raw, keys=engine.catalog.keys)
+        self.catalog.on_new_key(self.tree.add)
         self.started = datetime.now(timezone.utc).timestamp()
         self._handles = _Handles()
         self._cursor_inos: dict[str, int] = {}
@@ -214,7 +216,7 @@ class LogFilesystem:
         return name, place
 
     def _cursor_ino(self, name: str) -> int:
-        return self._cursor_inos.setdefault(name, _FIRST_CURSOR_INO + len(self._cursor_inos))
+        return self._cursor_inos.setdefault(name, FIRST_CURSOR_INO + len(self._cursor_inos))
 
     # directories ------------------------------------------------------------------
 
@@ -230,7 +232,7 @@ class LogFilesystem:
         arrives. Inodes must be non-zero: with ``use_ino``, readdir(3) skips inode 0.
         """
         if path == BOOKMARKS_PATH:
-            fixed = [(".", BOOKMARKS_DIR_MODE, BOOKMARKS_INO), ("..", DIR_MODE, 1)]
+            fixed = [(".", BOOKMARKS_DIR_MODE, BOOKMARKS_INO), ("..", DIR_MODE, ROOT_INO)]
             fixed += [(name, CURSOR_MODE, self._cursor_ino(name)) for name in self.bookmarks.names()]
             return _fixed_entries(fixed, start)
         node = self._lookup(path)
@@ -288,10 +290,10 @@ class LogFilesystem:
         Only a name that is not there, or not listed yet, waits, and at most until the
         mount-time listing ends.
         """
-        node = self.catalog.tree.lookup(path)
+        node = self.tree.lookup(path)
         if node is None and not self.catalog.loaded.is_set():
             self.catalog.loaded.wait()
-            node = self.catalog.tree.lookup(path)
+            node = self.tree.lookup(path)
         return node
 
     # content ----------------------------------------------------------------------
@@ -301,20 +303,18 @@ class LogFilesystem:
         if writes and not (path.startswith(BOOKMARKS_PATH + "/") and not flags & (os.O_TRUNC | os.O_APPEND)):
             raise ReadOnly(path)
         if path == STREAM_PATH:
-            return Opened(self._handles.add(Handle(cursor=Cursor())), direct_io=True)
+            cursor = StreamCursor(self.reader, self.bookmarks, Place(0, 0, 0), name=None)
+            return Opened(self._handles.add(Handle(cursor=cursor)), direct_io=True)
         if path.startswith(BOOKMARKS_PATH + "/"):
             name, place = self._cursor(path)
-            # The cursor starts at the bookmark's span, so a correction of an earlier estimate
-            # between open and the first read cannot move where reading begins.
-            cursor = Cursor(next_offset=place.offset, position=place.position, inner=place.inner)
-            handle = Handle(cursor=cursor, base=place.offset, bookmark=name)
+            handle = Handle(cursor=StreamCursor(self.reader, self.bookmarks, place, name), base=place.offset)
             return Opened(self._handles.add(handle), direct_io=True, flush_on_close=True)
         node = self._lookup(path)
         if not isinstance(node, FileNode):
             raise NotFound(path)
         entry = self.catalog.by_key[node.key]
         self.catalog.revalidate(entry, self.options.revalidate_after)
-        cached, fd = self.catalog.fetcher.open(entry.info, self.catalog.materialize(entry))
+        cached, fd = self.catalog.open_decoded(entry)
         keep_cache = self._opened_etags.get(node.ino) == cached.etag
         self._opened_etags[node.ino] = cached.etag
         return Opened(self._handles.add(Handle(entry=entry, fd=fd)), direct_io=False, keep_cache=keep_cache)
@@ -333,13 +333,9 @@ class LogFilesystem:
         handle = self._handles.table[fh]
         if handle.cursor is None:
             return os.pread(handle.fd, size, offset)
-        data = self.reader.read(handle.cursor, handle.base + offset, size)
-        newline = data.rfind(b"\n")
-        if newline >= 0 and handle.bookmark is not None:
-            # Counted back from where the cursor stands, through the spans it read: an offset would
-            # move when an estimate before it is corrected (a trailer probe, another reader).
-            place = self.reader.place_before(handle.cursor, len(data) - newline - 1)
-            handle.line_end = self.bookmarks.bookmark_for(*place)
+        data = handle.cursor.read(size, handle.base + offset)
+        if handle.cursor.name is not None:  # what read() returned, the kernel handed over
+            handle.cursor.took(data)
         return data
 
     def flush(self, fh: int) -> None:
@@ -350,28 +346,18 @@ class LogFilesystem:
         bookmark. FLUSH is answered before close(2) returns.
         """
         handle = self._handles.get(fh)
-        if handle is not None:
-            self._move_bookmark(handle)
+        if handle is not None and handle.cursor is not None:
+            handle.cursor.save()
 
     def release(self, fh: int) -> None:
         handle = self._handles.pop(fh)
         if handle is None:
             return
-        if handle.cursor is not None:
+        if handle.cursor is not None:  # a bookmark set by hand after a close is not undone here
             handle.cursor.close()
-            self._move_bookmark(handle)
+            handle.cursor.save()
         elif handle.fd >= 0:
             os.close(handle.fd)
-
-    def _move_bookmark(self, handle: Handle) -> None:
-        """Write what this handle has read since its last write, and only that.
-
-        A bookmark set by hand after a close is not undone by the handle's release.
-        """
-        line_end = handle.line_end
-        if handle.bookmark is not None and line_end is not None and line_end != handle.committed:
-            self.bookmarks.move(handle.bookmark, line_end)
-            handle.committed = line_end
 
     def unlink(self, path: str) -> None:
         if not path.startswith(BOOKMARKS_PATH + "/"):
@@ -391,7 +377,7 @@ class LogFilesystem:
         if path == "/":
             return {
                 "user.s3logfs.source": self.options.source.encode(),
-                _STATS_XATTR: json.dumps(self.catalog.stats.snapshot(), sort_keys=True).encode(),
+                _STATS_XATTR: json.dumps(self.stats.snapshot(), sort_keys=True).encode(),
             }
         if path == STREAM_PATH:
             names = self.bookmarks.names()
@@ -417,7 +403,7 @@ class LogFilesystem:
         position = self.reader.index.position_of.get(info.key)
         if position is not None:
             values["user.s3logfs.offset"] = str(self.reader.index.start(position)).encode()
-        cached = self.catalog.fetcher.cached(info)
+        cached = self.catalog.cached(entry)
         if cached is not None:
             values["user.s3logfs.cache_path"] = str(cached.path).encode()
         return values

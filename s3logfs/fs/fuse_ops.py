@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import mfusepy as fuse
 
-from .errors import errno_for
-from .filesystem import USER_XATTR, DirEntry, LogFilesystem, Opened
+from ..errors import errno_for
+from .view import USER_XATTR, DirEntry, LogFilesystem, Opened
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Listing only the part of a prefix that can hold a time window (SPEC section 10).
+"""Listing only the part of a prefix that can hold a time window (README, "Time windows").
 
 A full listing costs a request per 1,000 keys of history. Under a window the listing
 costs what the window holds, plus a few requests per folder layout and per name stem,
@@ -6,7 +6,7 @@ whatever the history, in the way of Athena's partition projection:
 
 * **Date folders.** The scan meets a key below ``ROOT/YYYY/MM/DD/`` (or Hive's
   ``ROOT/year=YYYY/...``). From that one key it knows how ROOT writes its dates, and it
-  builds the folders of the window (:meth:`~s3logfs.timewindow.DateLayout.cover`) instead
+  builds the folders of the window (:meth:`~s3logfs.engine.window.DateLayout.cover`) instead
   of listing the folders: a day or hour inside the window is listed whole, one that
   straddles an end is scanned by the names inside it, and nothing else below ROOT is
   asked for. Then the scan jumps past ROOT's year folders with ``StartAfter``. The first
@@ -38,7 +38,7 @@ from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 
 from .s3 import ObjectInfo, S3Client
-from .timewindow import DateLayout, Window, date_folders, key_time, name_time
+from .window import DateLayout, Window, date_folders, key_time, name_time
 
 log = logging.getLogger(__name__)
 

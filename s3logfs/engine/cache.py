@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import UsageError
+from ..errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,15 @@ class CachedObject:
     """Whether the content's last byte is a newline (False when it is empty)."""
     ino: int = 0
     """The content file's inode: a descriptor opened on ``path`` is checked against it."""
+
+    @property
+    def stream_length(self) -> int:
+        """The object's length in the stream: the stream adds a newline after content that lacks one.
+
+        This is the one newline rule: every reader of the stream (the mount, ``cat``,
+        ``LogStream``) and every bookmark counts the added newline as the object's last byte.
+        """
+        return self.size + int(self.size > 0 and not self.ends_with_newline)
 
 
 def default_cache_dir() -> Path:

@@ -1,4 +1,4 @@
-"""The S3 layer: listing, streaming and ranged GETs, retries, and request counters.
+"""The S3 layer: listing, streaming and ranged GETs, and retries.
 
 This is the only module that talks to S3. Everything above it sees :class:`ObjectInfo`
 records and bytes, and the typed errors of :mod:`s3logfs.errors`.
@@ -18,7 +18,7 @@ import time
 import urllib.parse
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import botocore.config
@@ -26,8 +26,9 @@ import botocore.exceptions
 import botocore.session
 import urllib3.exceptions
 
-from ._parsing import ParserFactory, parse_timestamp, skip_second_listing_parse
-from .errors import BucketNotFound, CredentialsError, ObjectChanged, ObjectNotFound, S3Error, UsageError
+from ..errors import BucketNotFound, CredentialsError, ObjectChanged, ObjectNotFound, S3Error, UsageError
+from .listing_parser import ParserFactory, parse_timestamp, skip_second_listing_parse
+from .stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -92,52 +93,6 @@ class S3Config:
     @property
     def resolved_endpoint(self) -> str | None:
         return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
-
-
-@dataclass
-class Stats:
-    """Counters shown in the root's ``user.s3logfs.stats`` xattr. Thread-safe."""
-
-    keys: int = 0
-    bytes: int = 0
-    gets: int = 0
-    lists: int = 0
-    heads: int = 0
-    cache_hits: int = 0
-    cache_misses: int = 0
-    retries: int = 0
-    errors: int = 0
-    records_unparsed: int = 0
-    """Records that ``--records`` passed through because they could not be parsed."""
-    skips: int = 0
-    """Objects that ``--skip-errors`` left out of the stream because they could not be read."""
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **deltas: int) -> None:
-        with self._lock:
-            for name, delta in deltas.items():
-                setattr(self, name, getattr(self, name) + delta)
-
-    def set(self, **values: int) -> None:
-        with self._lock:
-            for name, value in values.items():
-                setattr(self, name, value)
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return {
-                "keys": self.keys,
-                "bytes": self.bytes,
-                "gets": self.gets,
-                "lists": self.lists,
-                "heads": self.heads,
-                "cache_hits": self.cache_hits,
-                "cache_misses": self.cache_misses,
-                "retries": self.retries,
-                "errors": self.errors,
-                "records_unparsed": self.records_unparsed,
-                "skips": self.skips,
-            }
 
 
 def _check_endpoint(endpoint: str | None) -> None:
@@ -239,7 +194,7 @@ class S3Client:
         except botocore.exceptions.ClientError as error:
             self.stats.add(errors=1)
             translated = self._translate(error, key)
-            if isinstance(translated, ObjectNotFound):  # SPEC 9: name the key; FUSE does not log ENOENT
+            if isinstance(translated, ObjectNotFound):  # name the key: the FUSE layer does not log ENOENT
                 log.warning("%s", translated)
             raise translated from error
         except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError) as error:
@@ -319,7 +274,7 @@ class S3Client:
     def list_page(self, prefix: str, start_after: str | None = None) -> ListPage:
         """One page of keys under ``prefix`` after ``start_after``: the step of a listing that jumps.
 
-        A windowed listing (:mod:`s3logfs.windowlisting`) decides after each page where the
+        A windowed listing (:mod:`s3logfs.engine.window_listing`) decides after each page where the
         next one starts, so nothing is requested ahead.
         """
         page = self._first_page(prefix, start_after)

@@ -1,7 +1,7 @@
 """Records: one line per record for AWS deliveries that are not one line per event.
 
 This is the last stage of the codec layer: after decompression, a record decoder turns
-an object's text into lines (SPEC section 10). What it writes is what the disk cache
+an object's text into lines (README, "One line per record"). What it writes is what the disk cache
 holds, so ``stream``, the per-key files and ``s3logfs cat`` all see the same lines.
 
 * ``json``: top-level JSON values (Firehose writes them back to back, ``{"a":1}{"a":2}``)

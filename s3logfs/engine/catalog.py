@@ -2,8 +2,9 @@
 
 At mount time the keys under the prefix come in lexicographic order. Keys found later
 are appended, even when they sort before keys already seen, so the order never changes
-during a mount (SPEC section 4). Each entry carries the object's listing record and its
-decoded size once known; its file in the tree is found by path. Entries are kept in
+during a mount (README, "The stream"). Each entry carries the object's listing record and its
+decoded size once known. A front end that shows keys as files (the mount's tree) hears of
+each key as it enters, in order (:meth:`Catalog.on_new_key`). Entries are kept in
 columns (see :class:`_Columns`), so that a million listed keys stay small in memory.
 
 The poller runs every ``poll_interval`` seconds:
@@ -16,7 +17,7 @@ The poller runs every ``poll_interval`` seconds:
   time order), and every ``full_relist_every`` polls it lists the whole prefix again.
 
 Under a time window (``--since``/``--until``) the mount-time listing and the polls go
-through :class:`~s3logfs.windowlisting.WindowLister`, which lists only the folders and key
+through :class:`~s3logfs.engine.window_listing.WindowLister`, which lists only the folders and key
 ranges that can hold the window. A poll then looks at the last ``POLL_LOOKBACK`` seconds
 from where the mount is (today's or this hour's folders, and yesterday's just after
 midnight); every ``full_relist_every`` polls it looks ``RESCAN_LOOKBACK`` back in full,
@@ -31,15 +32,16 @@ import time
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 
+from ..errors import S3LogFSError
 from .cache import CachedObject
-from .compact import EtagColumn, ItemView, KeyPositions, KeyStore
-from .errors import S3LogFSError
-from .names import Tree
-from .objects import UNKNOWN, ObjectFetcher, SizeProbe
-from .s3 import ObjectInfo, Stats
-from .timewindow import UTC, Window
-from .windowlisting import WindowLister
+from .fetcher import UNKNOWN, ObjectFetcher, SizeProbe
+from .keystore import EtagColumn, ItemView, KeyPositions, KeyStore
+from .s3 import ObjectInfo
+from .stats import Stats
+from .window import UTC, Window
+from .window_listing import WindowLister
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +188,7 @@ class Entry:
 
 
 Listener = Callable[[Sequence[Entry]], None]
+KeyListener = Callable[[str, float], object]
 
 
 class _EntryList(ItemView[Entry]):
@@ -239,41 +242,47 @@ class Catalog:
         self,
         fetcher: ObjectFetcher,
         prefix: str,
-        tree: Tree,
+        keys: KeyStore,
+        stats: Stats,
         poll_interval: float = 10.0,
         full_relist_every: int = 6,
         window: Window | None = None,
     ) -> None:
         self.fetcher = fetcher
+        self._client = fetcher.client
         self.prefix = prefix
-        self.tree = tree
+        self.keys = keys
+        """The interned keys, shared with the index (and a front end's tree)."""
+        self.stats = stats
         self.poll_interval = poll_interval
         self.full_relist_every = max(1, full_relist_every)
         self.window = window
         self._lister = WindowLister(fetcher.client, prefix) if window is not None else None
         self._lock = threading.RLock()
-        self._columns = _Columns(self._lock, tree.keys)  # the tree's interned keys, shared
+        self._columns = _Columns(self._lock, keys)
         self.entries: Sequence[Entry] = _EntryList(self._columns)
         self.by_key: Mapping[str, Entry] = EntriesByKey(self._columns)
         self.greatest_key = ""
         self.mtime = time.time()
         self._listeners: list[Listener] = []
+        self._key_listeners: list[KeyListener] = []
         self._probe_locks: dict[str, threading.Lock] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._polls = 0
         self._full_listing_pages = 1
         self.loaded = threading.Event()
-        """Set once the mount-time listing is in, or has failed: the tree then holds all it will."""
+        """Set once the mount-time listing is in, or has failed: the catalog then holds all it will."""
         self._grew = threading.Condition(self._lock)
-
-    @property
-    def stats(self) -> Stats:
-        return self.fetcher.client.stats
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener`` with each batch of new entries, in stream order."""
         self._listeners.append(listener)
+
+    def on_new_key(self, listener: KeyListener) -> None:
+        """Call ``listener(key, last_modified)`` for each key as it enters, in stream order, under the
+        catalog's lock: before any reader can see its entry, and page by page while the listing loads."""
+        self._key_listeners.append(listener)
 
     def load(self, known_order: Sequence[str] = ()) -> None:
         """List the prefix; keys of ``known_order`` (a persisted order) come first, in that order.
@@ -309,7 +318,7 @@ class Catalog:
         if self._lister is not None and self.window is not None:
             pages = self._lister.pages(self.window, time.time())
         else:
-            pages = self.fetcher.client.list_pages(self.prefix)
+            pages = self._client.list_pages(self.prefix)
         try:
             for page in pages:
                 self._add(page, notify=False)
@@ -331,7 +340,8 @@ class Catalog:
                 key_id = self._columns.positions.new_key_id(info.key)
                 if key_id is None:  # listed already
                     continue
-                self.tree.add(info.key, info.last_modified)
+                for key_listener in self._key_listeners:
+                    key_listener(info.key, info.last_modified)
                 added.append(Entry(self._columns, self._columns.append(info, now, key_id)))
                 self.greatest_key = max(self.greatest_key, info.key)
             if added:
@@ -346,7 +356,7 @@ class Catalog:
         return added
 
     def _full_listing(self) -> list[ObjectInfo]:
-        infos = list(self.fetcher.client.list_objects(self.prefix))
+        infos = list(self._client.list_objects(self.prefix))
         self._note_listing_size(len(infos))
         return infos
 
@@ -379,7 +389,7 @@ class Catalog:
         else:
             infos = []
             for group, start_after in self._folder_starts().items():
-                infos.extend(self.fetcher.client.list_objects(group, start_after=start_after or None))
+                infos.extend(self._client.list_objects(group, start_after=start_after or None))
         added = self._add([info for info in infos if info.key not in self.by_key])
         if added:
             log.info("found %d new object(s), last %s", len(added), added[-1].key)
@@ -426,9 +436,34 @@ class Catalog:
         """HEAD the object if its listing is older than ``max_age`` seconds."""
         if time.monotonic() - entry.confirmed_at <= max_age:
             return
-        info = self.fetcher.client.head(entry.key)
+        info = self._client.head(entry.key)
         with self._lock:
             self._update(entry, info, time.monotonic())
+
+    @property
+    def bucket(self) -> str:
+        return self.fetcher.bucket
+
+    @property
+    def transforms(self) -> bool:
+        """Whether decoded content is records' lines (``--records``), which no probe sizes exactly."""
+        return self.fetcher.transforms
+
+    def cached(self, entry: Entry) -> CachedObject | None:
+        """The entry's decoded content if it is in the cache (no request)."""
+        return self.fetcher.cached(entry.info)
+
+    def cache_path(self, entry: Entry) -> Path:
+        """Where the entry's decoded content is (or would be) cached: s3tail's ``key_handler`` path."""
+        return self.fetcher.cache.path_for(self.bucket, entry.key)
+
+    def open_decoded(self, entry: Entry, cached: CachedObject | None = None) -> tuple[CachedObject, int]:
+        """A descriptor on the entry's decoded content, fetched again if it left the cache meanwhile.
+
+        Every reader of decoded content opens it here, never by a cache path, so an
+        eviction (another process sharing the cache) cannot race it.
+        """
+        return self.fetcher.open(entry.info, cached if cached is not None else self.materialize(entry))
 
     def materialize(self, entry: Entry) -> CachedObject:
         """The entry's decoded content on disk; its size becomes exact."""

@@ -14,7 +14,8 @@ The values of ``[bookmarks]`` (``NAME = VALUE``) take these forms:
   ``:N`` names none), and a reader that moves it keeps it bare, in s3tail's form, unless
   that form would be ``:N`` (its place is in the source's first key): then it gets the
   reader's source.
-* ``OFFSET s3://BUCKET/PREFIX``: an offset in a stream, as s3logfs 0.1 stored it. Still read,
+* ``OFFSET s3://BUCKET/PREFIX``: the offset form: an offset in a stream, which development builds
+  stored before ``KEY@BYTE``. Still read,
   and replaced by the ``KEY@BYTE`` form the next time the bookmark moves.
 
 In the sourced forms the source and the key are percent-encoded where they hold a space,
@@ -42,13 +43,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+from ..errors import S3LogFSError, UsageError
 from .catalog import Catalog
-from .errors import S3LogFSError, UsageError
 from .index import StreamIndex
 
 SECTION = "bookmarks"
 _NAME = re.compile(r"^[A-Za-z0-9_.@+-][A-Za-z0-9_.@+=-]{0,199}$")
-_LEGACY_OFFSET = re.compile(r"^(\d+)(?:\s+(s3://\S*))?$")
+_OFFSET_FORM = re.compile(r"^(\d+)(?:\s+(s3://\S*))?$")
 _SAFE = "/:@!$&'()*+,;=~[]{}<>|^`\"#?\\"
 """Characters a key keeps as they are in a stored value: all printable ASCII but space and ``%``."""
 
@@ -85,9 +86,9 @@ class Bookmark:
     def parse(cls, text: str) -> Bookmark:
         """A stored value, or what a user typed (``-b``, ``setfattr``): see the module docstring."""
         text = text.strip()
-        legacy = _LEGACY_OFFSET.match(text)
-        if legacy:
-            return cls(source=legacy.group(2), offset=int(legacy.group(1)))
+        offset_form = _OFFSET_FORM.match(text)
+        if offset_form:
+            return cls(source=offset_form.group(2), offset=int(offset_form.group(1)))
         if text.startswith("s3://"):
             source, _, place = text.partition(" ")
             if not place.strip():
@@ -369,7 +370,7 @@ class StreamBookmarks:
 
     def resolve(self, bookmark: Bookmark) -> Place:
         """Where ``bookmark`` points in this stream (clamped to its end)."""
-        if bookmark.offset is not None:  # s3logfs 0.1's form: an offset in this stream, as it stands
+        if bookmark.offset is not None:  # the offset form: an offset in this stream, as it stands
             return self.at_offset(min(bookmark.offset, self.index.total()))
         if bookmark.line is not None:
             return self._after_key(bookmark.key, bookmark.line)
@@ -397,10 +398,17 @@ class StreamBookmarks:
         position = self.index.position_of[keys[following]]
         if line == 0:
             return Place(self.index.start(position), position, 0)
-        entry = self.catalog.by_key[keys[following]]
         self._exact_length(position)
-        inner = _start_of_line(self.catalog.materialize(entry).path, line)
+        inner = self._in_object(keys[following], lambda fd: _start_of_line(fd, line))
         return self._inside(position, inner)
+
+    def _in_object(self, key: str, count: Callable[[int], int]) -> int:
+        """``count`` applied to a descriptor on ``key``'s decoded content, opened through the fetcher."""
+        _, fd = self.catalog.open_decoded(self.catalog.by_key[key])
+        try:
+            return count(fd)
+        finally:
+            os.close(fd)
 
     def exact_through(self, offset: int) -> None:
         """Make every span up to ``offset`` exact: an offset means bytes really there, not estimates.
@@ -489,10 +497,9 @@ class StreamBookmarks:
         """``bookmark`` in s3tail's bare ``PREVIOUS_KEY:LINE`` form (what ``cat`` prints)."""
         if bookmark.byte is None:
             return replace(bookmark, source=None)
-        previous = self.previous_key(bookmark.key)
-        entry = self.catalog.by_key[bookmark.key]
-        lines = _lines_before(self.catalog.materialize(entry).path, bookmark.byte)
-        return Bookmark(key=previous, line=lines)
+        byte = bookmark.byte
+        lines = self._in_object(bookmark.key, lambda fd: _lines_before(fd, byte))
+        return Bookmark(key=self.previous_key(bookmark.key), line=lines)
 
     # changes -------------------------------------------------------------------------
 
@@ -540,11 +547,11 @@ class StreamBookmarks:
         return True
 
 
-def _start_of_line(path: Path, line: int) -> int:
-    """Byte offset where line ``line + 1`` starts (the end of the file if it has fewer)."""
+def _start_of_line(fd: int, line: int) -> int:
+    """Byte offset where line ``line + 1`` starts (the end of the content if it has fewer)."""
     position = 0
     remaining = line
-    with open(path, "rb") as handle:
+    with os.fdopen(os.dup(fd), "rb") as handle:
         while remaining > 0 and (chunk := handle.read(1 << 20)):
             start = 0
             while remaining > 0:
@@ -557,15 +564,20 @@ def _start_of_line(path: Path, line: int) -> int:
     return position
 
 
-def _lines_before(path: Path, byte: int) -> int:
-    """How many lines end within the first ``byte`` bytes of the file (a missing final newline counts)."""
+def _lines_before(fd: int, byte: int) -> int:
+    """How many lines end within the first ``byte`` bytes of an object's stream content.
+
+    Past the decoded content is the newline the stream adds (``CachedObject.stream_length``),
+    which ends the last line; a place inside a line counts that line as read.
+    """
     count = 0
     seen = 0
-    with open(path, "rb") as handle:
+    last = b""
+    with os.fdopen(os.dup(fd), "rb") as handle:
         while seen < byte and (chunk := handle.read(min(1 << 20, byte - seen))):
             count += chunk.count(b"\n")
             seen += len(chunk)
             last = chunk[-1:]
     if seen < byte or (seen and last != b"\n"):
-        count += 1  # the stream's own newline after an object without one, or a partial last line
+        count += 1
     return count

@@ -14,7 +14,7 @@
 With ``--records`` (``records`` other than ``none``) the cached content is the records'
 lines, which no listing or trailer can size: every probe is then an estimate until the
 object is decoded, and the cache is a separate directory per mode (see
-:func:`s3logfs.records.cache_subdir`).
+:func:`s3logfs.engine.records.cache_subdir`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from ..errors import CodecError, S3Error
 from .cache import CachedObject, DiskCache
 from .codecs import GZIP, PLAIN, detect, gzip_isize, object_decoder
-from .errors import CodecError, S3Error
 from .records import NONE
 from .s3 import ObjectInfo, S3Client
+from .stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,10 @@ class SizeProbe:
 class ObjectFetcher:
     """Fetch, decode and cache objects of one bucket."""
 
-    def __init__(self, client: S3Client, cache: DiskCache, decode: bool = True, records: str = NONE) -> None:
+    def __init__(self, client: S3Client, cache: DiskCache, stats: Stats, decode: bool = True,
+                 records: str = NONE) -> None:
         self.client = client
+        self.stats = stats
         self.cache = cache
         self.decode = decode
         self.records = records if decode else NONE
@@ -69,7 +72,7 @@ class ObjectFetcher:
         """The decoded content of ``info`` on disk, fetched at most once at a time."""
         hit = self.cached(info)
         if hit is not None:
-            self.client.stats.add(cache_hits=1)
+            self.stats.add(cache_hits=1)
             return hit
         with self._lock:
             future = self._inflight.get((info.key, info.etag))
@@ -103,7 +106,7 @@ class ObjectFetcher:
                       "(is --cache-max-size smaller than the objects read at once?)")
 
     def _download(self, info: ObjectInfo) -> CachedObject:
-        self.client.stats.add(cache_misses=1)
+        self.stats.add(cache_misses=1)
         decoder = object_decoder(self.decode, self.records)
         try:
             with self.cache.writer(self.bucket, info.key, info.etag) as out:
@@ -112,7 +115,7 @@ class ObjectFetcher:
                 out.write(decoder.flush())
                 out.encoding = getattr(decoder, "encoding", None) or "plain"
         except CodecError as error:
-            self.client.stats.add(errors=1)
+            self.stats.add(errors=1)
             log.error("cannot decode s3://%s/%s: %s", self.bucket, info.key, error)
             raise CodecError(f"{error} in s3://{self.bucket}/{info.key}") from error
         assert out.result is not None
@@ -123,7 +126,7 @@ class ObjectFetcher:
     def _count_unparsed(self, info: ObjectInfo, unparsed: int) -> None:
         """Count records passed through unparsed, once per download (a cache hit parses nothing)."""
         if unparsed:
-            self.client.stats.add(records_unparsed=unparsed)
+            self.stats.add(records_unparsed=unparsed)
             log.warning("%d record(s) of s3://%s/%s could not be parsed as %s; passed through as they are",
                         unparsed, self.bucket, info.key, self.records)
 

@@ -31,11 +31,21 @@ import re
 import threading
 from array import array
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from .compact import HashPositions, ItemView, KeyPositions, KeyStore
+from ..engine.keystore import HashPositions, ItemView, KeyPositions, KeyStore
 
 NAME_MAX = 255
+ROOT_INO = 1
+STREAM_INO = 2
+BOOKMARKS_INO = 3
+FIRST_KEY_INO = 16
+"""Inodes below this are the mount's own entries; per-key files and directories count up from it."""
+FIRST_CURSOR_INO = 1 << 40
+"""Cursor files (``.bookmarks/NAME``) count up from here, far above any key's."""
+RESERVED_ROOT_NAMES = frozenset({"stream", ".bookmarks"})
+"""Root names of the mount's own entries: a key of that name gets another name."""
 _TRUNCATED_KEEP = 200
 _SPLIT = re.compile(r"(?<=[^/])/(?=[^/])")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f%/\udc80-\udcff]")
@@ -148,15 +158,16 @@ class Tree:
     a key against a node object, a name string and a path string per file.
     """
 
-    def __init__(self, dir_prefix: str, drop_gz: bool, reserved_root_names: set[str], first_ino: int) -> None:
+    def __init__(self, dir_prefix: str, drop_gz: bool, reserved_root_names: AbstractSet[str] = RESERVED_ROOT_NAMES,
+                 first_ino: int = FIRST_KEY_INO, keys: KeyStore | None = None) -> None:
         self.dir_prefix = dir_prefix
         self.drop_gz = drop_gz
         self._next_ino = first_ino
         self._dirs: list[DirNode] = []
-        self.root = self._new_dir(ino=1, name="", parent_ino=1)
+        self.root = self._new_dir(ino=ROOT_INO, name="", parent_ino=ROOT_INO)
         self._reserved = set(reserved_root_names)
-        self.keys = KeyStore(dir_prefix)
-        """The mount's keys, interned: shared with the catalog and the index."""
+        self.keys = keys if keys is not None else KeyStore(dir_prefix)
+        """The mount's keys, interned: the engine's, shared with its catalog and index."""
         self._file_keys = KeyPositions(self.keys)
         """File id -> key: the file ids are positions (the key ids themselves, in a mount)."""
         self._inos = array("q")

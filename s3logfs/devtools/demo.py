@@ -1,7 +1,7 @@
 """``s3logfs demo``: a local S3 server with realistic logs, mounted, and growing.
 
 It needs no AWS account: moto serves S3 on 127.0.0.1, seeded with S3 access logs, ALB,
-CloudFront and CloudWatch-Logs-via-Firehose objects (see :mod:`s3logfs.demo_data`). The
+CloudFront and CloudWatch-Logs-via-Firehose objects (see :mod:`s3logfs.devtools.demo_data`). The
 mount is an ordinary ``s3logfs mount -f`` child process, so the demo exercises what a
 user runs and always knows the daemon it must stop. Everything it makes (config file,
 caches, logs, the default mountpoint) lives in one temporary directory: the user's own
@@ -28,8 +28,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .config import CommonOptions
-from .errors import S3LogFSError
+from ..config import CommonOptions
+from ..errors import S3LogFSError
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class _Demo:
 
 def _mount(demo: _Demo, common: CommonOptions) -> None:
     """Mount the demo bucket in the foreground as a child, so that Ctrl-C can always stop it."""
-    from .mount import answers
+    from ..fs.host import answers
 
     command = demo.mount_command(BUCKET, demo.mountpoint, "cache") + ["-f", "--log-level", common.log_level]
     command += ["--log-file", str(common.log_file or demo.log_file)]
@@ -138,8 +138,8 @@ Press Ctrl-C to unmount and stop.
 
 def run_demo(mountpoint: Path | None, interval: float, common: CommonOptions) -> int:
     """Serve, seed, mount, then add an object every ``interval`` seconds until Ctrl-C."""
+    from ..fs.host import check_fuse, check_mountpoint
     from .demo_data import next_live_object
-    from .mount import check_fuse, check_mountpoint
 
     check_fuse()
     workdir = Path(tempfile.mkdtemp(prefix="s3logfs-demo-"))
@@ -186,7 +186,7 @@ def _tear_down(demo: _Demo, own_mountpoint: bool) -> None:
     the daemon's session, so open readers (a ``tail -f``) get an error instead of hanging
     on a server that is about to stop.
     """
-    from .mount import abort_connection, is_mounted, unmount
+    from ..fs.host import abort_connection, is_mounted, unmount
 
     targets = [demo.mountpoint] + [path for path in _mounts_below(demo.workdir) if path != demo.mountpoint]
     for target in targets:
@@ -207,7 +207,7 @@ def _tear_down(demo: _Demo, own_mountpoint: bool) -> None:
 
 
 def _mounts_below(directory: Path) -> list[Path]:
-    from .mount import mounted_paths
+    from ..fs.host import mounted_paths
 
     return [path for path in mounted_paths() if path.is_relative_to(directory)]
 

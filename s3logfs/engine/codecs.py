@@ -9,7 +9,7 @@ Decoders are streaming: ``decode(chunk)`` returns what that chunk yields, ``flus
 returns the rest and raises :class:`CodecError` on a truncated or corrupt input.
 
 :func:`object_decoder` builds the whole chain for one object: decompression, then, with
-``--records``, the record decoder of :mod:`s3logfs.records` on the decompressed text.
+``--records``, the record decoder of :mod:`s3logfs.engine.records` on the decompressed text.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
-from .errors import CodecError
+from ..errors import CodecError
 from .records import NONE, record_decoder
 
 _zlib: types.ModuleType
-try:  # isal (a dependency on x86_64 and aarch64) inflated AWS logs 2.7x faster than zlib here
+try:  # isal (a dependency on x86_64 and aarch64) inflates AWS logs about 2.7x faster than zlib
     from isal import isal_zlib as _zlib
 except ImportError:  # pragma: no cover - other machines
     _zlib = zlib

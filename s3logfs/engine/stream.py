@@ -1,7 +1,7 @@
 """The ``stream`` file: every object decoded and concatenated, with read-ahead and follow.
 
 How a read finds its bytes
-    A read at offset X asks the :class:`~s3logfs.index.StreamIndex` which object spans
+    A read at offset X asks the :class:`~s3logfs.engine.index.StreamIndex` which object spans
     X, makes sure that object is decoded in the cache (fetching only it), and copies
     from the cached file. A newline is added after an object that lacks one.
 
@@ -15,7 +15,7 @@ Why each open handle has a cursor
 
 Read-ahead
     A sequential read schedules the next ``prefetch`` objects on a thread pool of that
-    size. Downloads are single-flight (:class:`~s3logfs.objects.ObjectFetcher`), so a
+    size. Downloads are single-flight (:class:`~s3logfs.engine.fetcher.ObjectFetcher`), so a
     reader that catches up simply joins the download in progress. Decoded data goes to
     the disk cache, never to memory, so RSS does not grow with the prefetch depth.
 
@@ -38,12 +38,13 @@ from collections.abc import MutableSequence, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from ..errors import CodecError, ObjectNotFound, S3Error, S3LogFSError
 from .cache import CachedObject
 from .catalog import Catalog, Entry
 from .codecs import GZIP
-from .errors import CodecError, ObjectNotFound, S3Error, S3LogFSError
+from .fetcher import looks_gzip_named
 from .index import LazySpans, Span, StreamIndex
-from .objects import looks_gzip_named
+from .stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class Cursor:
 class StreamReader:
     """Serves the bytes of ``stream`` from the catalog, the index and the cache."""
 
-    def __init__(self, catalog: Catalog, index: StreamIndex, prefetch: int, skip_errors: bool = False,
+    def __init__(self, catalog: Catalog, index: StreamIndex, stats: Stats, prefetch: int, skip_errors: bool = False,
                  size_ahead: bool = True) -> None:
         """``skip_errors`` (``--skip-errors``): an object that cannot be read is left out of the
         stream (its span becomes 0 bytes, exact), logged and counted, instead of giving EIO.
@@ -100,6 +101,7 @@ class StreamReader:
         fetches nothing it will not read."""
         self.size_ahead = size_ahead
         self.catalog = catalog
+        self.stats = stats
         self.index = index
         self.prefetch = prefetch
         self.skip_errors = skip_errors
@@ -177,7 +179,7 @@ class StreamReader:
 
         def settle(position: int) -> Span:
             entry = entries[position]
-            if self.catalog.fetcher.transforms:  # --records: no probe sizes the lines, decoding does
+            if self.catalog.transforms:  # --records: no probe sizes the lines, decoding does
                 return self._settle(entry)
             try:
                 size, exact = self.catalog.decoded_size(entry, sniff=entry.info.size > MULTI_MEMBER_DECODE_LIMIT)
@@ -267,7 +269,7 @@ class StreamReader:
     def _decode(self, entry: Entry) -> tuple[CachedObject, int]:
         """The entry's decoded content on disk, and its exact length in the stream."""
         cached = self.catalog.materialize(entry)
-        return cached, cached.size + int(cached.size > 0 and not cached.ends_with_newline)
+        return cached, cached.stream_length
 
     # reading ----------------------------------------------------------------------
 
@@ -275,7 +277,8 @@ class StreamReader:
         self.ready.wait()
         return self.index.total()
 
-    def read(self, cursor: Cursor, offset: int, size: int) -> bytes:
+    def read(self, cursor: Cursor, offset: int, size: int, read_ahead: bool = True) -> bytes:
+        """Up to ``size`` bytes at ``offset``; a sequential read (or one from 0) reads ahead unless told not to."""
         self.ready.wait()
         sequential = offset == cursor.next_offset
         if sequential:
@@ -284,7 +287,7 @@ class StreamReader:
             position, inner = self.index.locate(offset)
             if offset:  # a read from 0 reads ahead instead
                 self._probe_near(position)
-        read_ahead = sequential or offset == 0
+        read_ahead = read_ahead and (sequential or offset == 0)
         chunks: list[bytes] = []
         remaining = size
         while remaining > 0 and position < len(self.index):
@@ -344,7 +347,7 @@ class StreamReader:
             cursor.fd_position, cursor.data_size, cursor.adds_newline = position, 0, False
             return
         cached, length = decoded
-        cached, cursor.fd = self.catalog.fetcher.open(entry.info, cached)  # fetched again if evicted since
+        cached, cursor.fd = self.catalog.open_decoded(entry, cached)  # fetched again if evicted since
         adds_newline = length > cached.size
         self.index.correct(position, length, exact=True, etag=cached.etag)
         cursor.fd_position, cursor.data_size, cursor.adds_newline = position, cached.size, adds_newline
@@ -381,8 +384,8 @@ class StreamReader:
             if (entry.key, entry.info.etag) in self._skipped:
                 return
             self._skipped.add((entry.key, entry.info.etag))
-        self.catalog.stats.add(skips=1)
-        log.warning("skipped s3://%s/%s in the stream (--skip-errors): %s", self.catalog.fetcher.bucket,
+        self.stats.add(skips=1)
+        log.warning("skipped s3://%s/%s in the stream (--skip-errors): %s", self.catalog.bucket,
                     entry.key, error)
 
     def _read_ahead(self, start: int) -> None:
