@@ -273,7 +273,7 @@ class _Progress:
 
     def line(self) -> str:
         index = self._index
-        objects = max(0, min(self._cursor.position.position, len(index)) - self._start.position)
+        objects = max(0, min(self._cursor.read_position.position, len(index)) - self._start.position)
         total_objects = len(index) - self._start.position
         done = max(0, self._cursor.offset - self._start.offset)
         total = max(done, index.total() - self._start.offset)

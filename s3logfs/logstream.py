@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from .engine import Engine, StreamCursor
 from .engine.bookmarks import Bookmark
 from .engine.s3 import parse_source
 from .engine.window import make_window
+from .errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +77,14 @@ class LogStream:
         settings = Settings({
             "region": region_name, "profile": profile_name, "endpoint_url": endpoint_url, "timeout": timeout,
             "cache_dir": str(cache_dir) if cache_dir else None, "cache_hours": cache_hours,
-            "poll_interval": poll_interval, "prefetch": prefetch, "records": records, "skip_errors": skip_errors,
+            "poll_interval": poll_interval, "prefetch": max(0, prefetch), "records": records,
+            "skip_errors": skip_errors,
         }, config={})  # the config file holds the bookmarks; its [options] are the command line's
-        common = common_options(settings, Path(config_file) if config_file else None)
-        self.options = source_options(settings, common, bucket, prefix, make_window(since, until))
+        try:
+            common = common_options(settings, Path(config_file) if config_file else None)
+            self.options = source_options(settings, common, bucket, prefix, make_window(since, until))
+        except UsageError as error:  # checked as the command line's options are, named as the caller named them
+            raise UsageError(_FLAG.sub(lambda flag: flag.group(1).replace("-", "_"), str(error))) from None
         self.follow = follow
         self.bookmark = bookmark
         self.line_handler = line_handler
@@ -122,6 +128,7 @@ class LogStream:
         if self._engine is not None:
             try:
                 if self._cursor is not None:
+                    self._cursor.close()
                     self._cursor.save(create=True)
             finally:
                 self._engine.close()
@@ -194,12 +201,19 @@ class LogStream:
         line hands over that whole line. Each line handed over moves the cursor's mark.
         """
         key = source.reader.index.spans[position].key
-        byte, pending = 0, b""
+        byte = 0
+        pending: list[bytes] = []
+        """The start of a line that goes on in the next chunk, in pieces: joined once, when it ends."""
         for chunk in cursor.read_object(position, _CHUNK_BYTES):  # nothing if skip_errors left it out
             if self._key != key:
                 self._key, self._line = key, 0
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
+            lines = chunk.split(b"\n")
+            if pending and len(lines) > 1:
+                lines[0] = b"".join([*pending, lines[0]])
+                pending = []
+            if lines[-1]:
+                pending.append(lines[-1])
+            for line in lines[:-1]:
                 self._line += 1
                 byte += len(line) + 1
                 if byte <= inner:
@@ -210,6 +224,7 @@ class LogStream:
                     return
 
 
+_FLAG = re.compile(r"--([a-z][a-z-]*)")
 _CHUNK_BYTES = 1 << 20
 """Bytes of an object read at a time: its lines are handed over as each chunk arrives."""
 

@@ -47,25 +47,26 @@ if __name__ == "__main__":
 
 # ----------------------------------------------------------------------------- after bootstrap
 
-import argparse  # noqa: E402
-import base64  # noqa: E402
-import contextlib  # noqa: E402
-import gzip  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import random  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-import zlib  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from datetime import datetime, timedelta, timezone  # noqa: E402
+import argparse
+import base64
+import contextlib
+import gzip
+import json
+import platform
+import random
+import shutil
+import signal
+import statistics
+import tempfile
+import threading
+import time
+import urllib.request
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 PREFIX = "logs/"
@@ -103,8 +104,7 @@ class Dataset:
         expected = work / f"{self.bucket}.expected"
         if not expected.exists():
             with open(expected, "wb") as handle:
-                for content in self.contents:
-                    handle.write(content)
+                handle.writelines(self.contents)
         return expected
 
     def checksum(self, work: Path) -> bytes:
@@ -186,7 +186,7 @@ class Server:
     def set_latency(self, ms: float) -> None:
         self.control(f"latency?ms={ms}")
 
-    def client(self):  # noqa: ANN201 - a boto3 client
+    def client(self) -> Any:  # a boto3 client
         import boto3
         import botocore.config
 
@@ -494,7 +494,7 @@ class Bench:
             self.server.control("reset")
             try:
                 run = attempt()
-            except Exception as error:  # a failed peer is reported, not fatal
+            except Exception as error:  # noqa: BLE001 - a failed peer, whatever it raised, is reported, not fatal
                 run = Run(0.0, False, f"error: {error}")
             run.requests = run.requests or _requests_summary(self.server.control("stats"))
             cell.runs.append(run)
@@ -859,7 +859,8 @@ def _format_cell(cell: Cell | None, ours: float | None, is_ours: bool, scenario:
 def machine() -> dict[str, str]:
     def version(command: str) -> str:
         try:
-            return subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30).stdout.strip()
+            return subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30,
+                                  check=False).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return "?"
 

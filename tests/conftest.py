@@ -1,23 +1,21 @@
-"""Shared fixtures: a real S3 server over HTTP, and real FUSE mounts that always come down.
+"""Fixtures and hooks: a real S3 server over HTTP, real FUSE mounts that always come down, the markers.
 
 The server is moto behind :class:`s3logfs.devtools.localserver.CountingMiddleware`, in this
 process, so a test can count the GETs and bytes the mount daemon caused. Mounts are made
 with the real ``s3logfs mount`` command (background mode, as a user runs it) and are
 unmounted with ``fusermount -u -z`` in teardown, whatever the test's outcome.
+
+Every test under ``tests/fuse`` carries the marker ``fuse``, and only those may mount:
+``pytest -m "not fuse"`` runs on a machine without FUSE.
 """
 
 from __future__ import annotations
 
-import gzip
 import itertools
+import logging
 import os
-import shutil
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +23,35 @@ import pytest
 
 from s3logfs.devtools.localserver import Fault, LocalS3Server
 
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
+from helpers import (
+    CAT_LOGS,
+    CREDENTIALS,
+    REGION,
+    Mount,
+    is_mounted,
+    put_all,
+    run,
+    s3logfs_command,
+    stream_reference,
+    unmount_quietly,
+)
+
+FUSE_TESTS = Path(__file__).resolve().parent / "fuse"
+MOUNTING_FIXTURES = {"mount_factory", "mount_one"}
 _bucket_numbers = itertools.count()
+_logger_numbers = itertools.count()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``fuse`` on every test under tests/fuse; a test elsewhere that asks for a mount is an error."""
+    for item in items:
+        if FUSE_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.fuse)
+        elif MOUNTING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            raise pytest.UsageError(f"{item.nodeid} mounts: it belongs under tests/fuse")
+
+
+# the environment, the server, a bucket ----------------------------------------------------------
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -77,67 +97,15 @@ def bucket(s3: Any, server: LocalS3Server) -> str:
     return name
 
 
-def reference(s3: Any, bucket: str, key: str) -> bytes:
-    """What a reader must see for ``key``: boto3 get_object plus gzip.decompress."""
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
+@pytest.fixture
+def empty_dir(tmp_path: Path) -> Path:
+    """An empty directory to mount on (or to be refused on)."""
+    path = tmp_path / "mnt"
+    path.mkdir()
+    return path
 
 
-def is_mounted(path: Path) -> bool:
-    with open("/proc/mounts", encoding="utf-8") as mounts:
-        return any(line.split()[1] == str(path) for line in mounts)
-
-
-def daemon_pid(mountpoint: Path) -> int | None:
-    """The pid of the s3logfs daemon serving ``mountpoint``."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"s3logfs" in b" ".join(argv) and str(mountpoint).encode() in argv:
-            return int(entry.name)
-    return None
-
-
-def run(command: list[str], check: bool = True, timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, capture_output=True, timeout=timeout, **kwargs)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{command} failed ({result.returncode}): {result.stderr.decode(errors='replace')}")
-    return result
-
-
-def s3logfs_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "s3logfs", *args]
-
-
-@dataclass
-class Mount:
-    path: Path
-    cache_dir: Path
-    log_file: Path
-    bucket: str
-    config_file: Path
-
-    @property
-    def pid(self) -> int | None:
-        return daemon_pid(self.path)
-
-    def log(self) -> str:
-        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
-
-
-def unmount_quietly(path: Path) -> None:
-    pid = daemon_pid(path)
-    subprocess.run(["fusermount", "-u", "-z", str(path)], capture_output=True, check=False)
-    if pid is not None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and daemon_pid(path) is not None:
-            time.sleep(0.05)
-        if daemon_pid(path) is not None:
-            os.kill(pid, signal.SIGKILL)
+# mounts ---------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -177,17 +145,72 @@ def mount_one(bucket: str, mount_factory: Callable[..., Mount]) -> Callable[...,
     return make
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    """Poll ``predicate`` until it is truthy; return its value or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+# s3tail's workflow: ``s3logfs cat`` and ``LogStream`` -------------------------------------------
 
 
-def have(tool: str) -> bool:
-    return shutil.which(tool) is not None
+@pytest.fixture
+def logs(s3: Any, bucket: str) -> bytes:
+    """:data:`helpers.CAT_LOGS` under ``logs/`` in the test bucket; returns the stream they make."""
+    put_all(s3, bucket, CAT_LOGS)
+    return stream_reference(s3, bucket, sorted(CAT_LOGS))
+
+
+@pytest.fixture
+def cat(server: LocalS3Server, bucket: str, tmp_path: Path) -> Any:
+    """Run ``s3logfs cat`` on the test bucket, as a user would (a private HOME, so one config file)."""
+
+    def run_cat(*extra: str, prefix: str = "logs/", check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess:
+        return run(s3logfs_command("cat", f"{bucket}/{prefix}", "--endpoint-url", server.endpoint_url,
+                                   "--cache-dir", str(tmp_path / "cache"), *extra), check=check, **kwargs)
+
+    return run_cat
+
+
+# the logging handlers ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def endpoint(server: LocalS3Server) -> dict[str, Any]:
+    """The keyword arguments that point a handler at the local server."""
+    return {"endpoint_url": server.endpoint_url, "region_name": REGION}
+
+
+@pytest.fixture
+def attach() -> Iterator[Callable[[logging.Handler], logging.Logger]]:
+    """Put a handler on a fresh logger; remove and close it after the test."""
+    made: list[tuple[logging.Logger, logging.Handler]] = []
+
+    def make(handler: logging.Handler) -> logging.Logger:
+        logger = logging.getLogger(f"test.handlers.{next(_logger_numbers)}")
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+        logger.addHandler(handler)
+        made.append((logger, handler))
+        return logger
+
+    yield make
+    for logger, handler in made:
+        logger.removeHandler(handler)
+        handler.close(timeout=5)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def delivery_stream(server: LocalS3Server, bucket: str, endpoint: dict[str, Any]) -> str:
+    """A Firehose delivery stream writing to ``bucket`` under ``fh/``."""
+    import boto3
+
+    name = f"stream-{next(_logger_numbers)}"
+    boto3.client("firehose", **endpoint).create_delivery_stream(
+        DeliveryStreamName=name,
+        ExtendedS3DestinationConfiguration={"RoleARN": "arn:aws:iam::123456789012:role/firehose",
+                                            "BucketARN": f"arn:aws:s3:::{bucket}", "Prefix": "fh/"},
+    )
+    return name
+
+
+@pytest.fixture
+def logs_client(endpoint: dict[str, Any]) -> Any:
+    """A boto3 CloudWatch Logs client on the local server."""
+    import boto3
+
+    return boto3.client("logs", **endpoint)

@@ -69,7 +69,8 @@ class Engine:
     def serve(self) -> None:
         """For a long-lived front end (the mount): list in the background, poll, save and evict.
 
-        Threads start here, never in :func:`build`: the mount forks after building.
+        Threads start here, never in :func:`build`: the mount calls this from FUSE's ``init``,
+        once libfuse runs (a process that forks must not have threads yet).
         """
         threading.Thread(target=self._load_in_background, name="s3logfs-listing", daemon=True).start()
         self.catalog.start()
@@ -125,20 +126,21 @@ def cache_root(cache_dir: Path, raw: bool, records: str) -> Path:
     return cache_dir / records_dir if records_dir is not None else cache_dir
 
 
-def build(options: SourceOptions, client: S3Client | None = None, size_ahead: bool = True) -> Engine:
+def build(options: SourceOptions, client: S3Client | None = None, stats: Stats | None = None,
+          size_ahead: bool = True) -> Engine:
     """The layers for one source, wired; nothing runs until :meth:`Engine.load` or :meth:`Engine.serve`.
 
-    ``client`` is one that already passed the front end's checks. ``size_ahead`` is for
-    readers that seek (the mount; see :class:`StreamReader`).
+    ``client`` is one that already passed the front end's checks, counting into ``stats``.
+    ``size_ahead`` is for readers that seek (the mount; see :class:`StreamReader`).
     """
-    stats = client.stats if client is not None else Stats()
+    stats = stats or Stats()
     client = client or S3Client(options.bucket, options.s3, stats)
     check_cache_dir(options.cache_dir)  # the parent of a --raw or --records cache too
     cache = DiskCache.open(cache_root(options.cache_dir, options.raw, options.records), options.cache_hours,
                            options.cache_max_size)
     fetcher = ObjectFetcher(client, cache, stats, decode=not options.raw, records=options.records)
     keys = KeyStore(dir_prefix(options.prefix))
-    catalog = Catalog(fetcher, options.prefix, keys, stats, options.poll_interval, window=options.window)
+    catalog = Catalog(client, fetcher, options.prefix, keys, stats, options.poll_interval, window=options.window)
     state_file = None if cache.ephemeral else StreamIndex.state_path(cache.root, options.bucket, options.prefix)
     index = StreamIndex(state_file, persist=options.window is None, keys=keys)  # a window's offsets are its own
     reader = StreamReader(catalog, index, stats, options.prefetch, skip_errors=options.skip_errors,

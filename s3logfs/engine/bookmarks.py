@@ -44,6 +44,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from ..errors import S3LogFSError, UsageError
+from .cache import CachedObject
 from .catalog import Catalog
 from .index import StreamIndex
 
@@ -399,14 +400,14 @@ class StreamBookmarks:
         if line == 0:
             return Place(self.index.start(position), position, 0)
         self._exact_length(position)
-        inner = self._in_object(keys[following], lambda fd: _start_of_line(fd, line))
+        inner = self._in_object(keys[following], lambda _cached, fd: _start_of_line(fd, line))
         return self._inside(position, inner)
 
-    def _in_object(self, key: str, count: Callable[[int], int]) -> int:
-        """``count`` applied to a descriptor on ``key``'s decoded content, opened through the fetcher."""
-        _, fd = self.catalog.open_decoded(self.catalog.by_key[key])
+    def _in_object(self, key: str, count: Callable[[CachedObject, int], int]) -> int:
+        """``count`` applied to ``key``'s decoded content and a descriptor on it, opened through the fetcher."""
+        cached, fd = self.catalog.open_decoded(self.catalog.by_key[key])
         try:
-            return count(fd)
+            return count(cached, fd)
         finally:
             os.close(fd)
 
@@ -498,7 +499,7 @@ class StreamBookmarks:
         if bookmark.byte is None:
             return replace(bookmark, source=None)
         byte = bookmark.byte
-        lines = self._in_object(bookmark.key, lambda fd: _lines_before(fd, byte))
+        lines = self._in_object(bookmark.key, lambda cached, fd: _lines_before(cached, fd, byte))
         return Bookmark(key=self.previous_key(bookmark.key), line=lines)
 
     # changes -------------------------------------------------------------------------
@@ -564,20 +565,23 @@ def _start_of_line(fd: int, line: int) -> int:
     return position
 
 
-def _lines_before(fd: int, byte: int) -> int:
-    """How many lines end within the first ``byte`` bytes of an object's stream content.
+def _lines_before(cached: CachedObject, fd: int, byte: int) -> int:
+    """How many lines the first ``byte`` bytes of an object's stream content end, or begin.
 
-    Past the decoded content is the newline the stream adds (``CachedObject.stream_length``),
-    which ends the last line; a place inside a line counts that line as read.
+    The stream's content is the decoded content, then the newline the stream adds where it
+    lacks one (:attr:`CachedObject.stream_length`). A place inside a line counts that line
+    as read: s3tail's ``KEY:LINE`` then resumes after it.
     """
+    within = min(byte, cached.size)
     count = 0
     seen = 0
     last = b""
     with os.fdopen(os.dup(fd), "rb") as handle:
-        while seen < byte and (chunk := handle.read(min(1 << 20, byte - seen))):
+        while seen < within and (chunk := handle.read(min(1 << 20, within - seen))):
             count += chunk.count(b"\n")
             seen += len(chunk)
             last = chunk[-1:]
-    if seen < byte or (seen and last != b"\n"):
+    added_newline = byte > cached.size and cached.stream_length > cached.size
+    if added_newline or (seen and last != b"\n"):
         count += 1
     return count

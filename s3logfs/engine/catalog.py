@@ -38,7 +38,7 @@ from ..errors import S3LogFSError
 from .cache import CachedObject
 from .fetcher import UNKNOWN, ObjectFetcher, SizeProbe
 from .keystore import EtagColumn, ItemView, KeyPositions, KeyStore
-from .s3 import ObjectInfo
+from .s3 import ObjectInfo, S3Client
 from .stats import Stats
 from .window import UTC, Window
 from .window_listing import WindowLister
@@ -240,6 +240,7 @@ class Catalog:
 
     def __init__(
         self,
+        client: S3Client,
         fetcher: ObjectFetcher,
         prefix: str,
         keys: KeyStore,
@@ -249,7 +250,7 @@ class Catalog:
         window: Window | None = None,
     ) -> None:
         self.fetcher = fetcher
-        self._client = fetcher.client
+        self._client = client
         self.prefix = prefix
         self.keys = keys
         """The interned keys, shared with the index (and a front end's tree)."""
@@ -257,7 +258,7 @@ class Catalog:
         self.poll_interval = poll_interval
         self.full_relist_every = max(1, full_relist_every)
         self.window = window
-        self._lister = WindowLister(fetcher.client, prefix) if window is not None else None
+        self._lister = WindowLister(client, prefix) if window is not None else None
         self._lock = threading.RLock()
         self._columns = _Columns(self._lock, keys)
         self.entries: Sequence[Entry] = _EntryList(self._columns)
@@ -455,7 +456,7 @@ class Catalog:
 
     def cache_path(self, entry: Entry) -> Path:
         """Where the entry's decoded content is (or would be) cached: s3tail's ``key_handler`` path."""
-        return self.fetcher.cache.path_for(self.bucket, entry.key)
+        return self.fetcher.cache_path(entry.key)
 
     def open_decoded(self, entry: Entry, cached: CachedObject | None = None) -> tuple[CachedObject, int]:
         """A descriptor on the entry's decoded content, fetched again if it left the cache meanwhile.

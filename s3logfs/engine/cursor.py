@@ -20,16 +20,17 @@ bookmark is written.
   nothing more.
 
 The newline rule is the stream's: an object that does not end in a newline is followed by
-one (:func:`~s3logfs.engine.cache.stream_length`), so every object ends a line and a
-mark never falls inside a line that continues in the next object.
+one (:attr:`~s3logfs.engine.cache.CachedObject.stream_length`), so every object ends a line
+and a mark never falls inside a line that continues in the next object.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 from .bookmarks import Bookmark, Place, StreamBookmarks
-from .stream import Cursor, StreamReader
+from .stream import ReadPosition, StreamReader
 
 
 class StreamCursor:
@@ -41,35 +42,54 @@ class StreamCursor:
         self.start = place
         self.name = name
         """The bookmark this cursor saves to; None for a place given as such (``-b KEY:LINE``)."""
-        self.position = Cursor(next_offset=place.offset, position=place.position, inner=place.inner)
-        self.mark: Bookmark = bookmarks.bookmark_for(place.position, place.inner)
+        self.read_position = ReadPosition(next_offset=place.offset, position=place.position, inner=place.inner)
+        self._mark = bookmarks.bookmark_for(place.position, place.inner)
+        self._pending: tuple[int, int] | None = None
+        """The mark as a span and an inner offset, made a :class:`Bookmark` only when asked for:
+        a reader that marks every line (``LogStream``) must not pay for a bookmark per line."""
+        self._saved = self._mark
+
+    @property
+    def mark(self) -> Bookmark:
         """Just past the last complete line taken: where the next run starts."""
-        self._saved = self.mark
+        if self._pending is not None:
+            self._mark = self._bookmarks.bookmark_for(*self._pending)
+            self._pending = None
+        return self._mark
+
+    @mark.setter
+    def mark(self, bookmark: Bookmark) -> None:
+        self._mark, self._pending = bookmark, None
 
     @property
     def offset(self) -> int:
         """The stream offset where the next sequential read starts."""
-        return self.position.next_offset
+        return self.read_position.next_offset
 
     def read(self, size: int, offset: int | None = None, read_ahead: bool = True) -> bytes:
         """Up to ``size`` bytes at ``offset`` (by default where the last read ended); the mark stays."""
-        return self._reader.read(self.position, self.offset if offset is None else offset, size, read_ahead)
+        return self._reader.read(self.read_position, self.offset if offset is None else offset, size, read_ahead)
 
     def read_object(self, position: int, chunk_size: int) -> Iterator[bytes]:
         """Every byte the stream holds for the object at ``position``, in chunks of up to ``chunk_size``.
 
-        The cursor then stands at the next object's start. An object that ``--skip-errors``
-        leaves out holds no bytes. Nothing is read ahead: the caller chooses what to fetch next.
+        Only that object's bytes, from one version of it, pinned by a descriptor: the newline
+        the stream adds comes last. An object that ``--skip-errors`` leaves out holds none.
+        Nothing is read ahead: the caller chooses what to fetch next.
         """
-        length = self._reader.exact_length(position)
-        self.position.close()
-        self.position.next_offset = self._reader.index.start(position)
-        self.position.position, self.position.inner = position, 0
-        while self.position.position == position and self.position.inner < length:
-            data = self.read(min(chunk_size, length - self.position.inner), read_ahead=False)
-            if not data:
-                return
-            yield data
+        opened = self._reader.open_object(position)
+        if opened is None:
+            return
+        cached, fd = opened
+        try:
+            done = 0
+            while done < cached.size and (data := os.pread(fd, min(chunk_size, cached.size - done), done)):
+                done += len(data)
+                yield data
+            if cached.stream_length > cached.size:
+                yield b"\n"
+        finally:
+            os.close(fd)
 
     def took(self, data: bytes) -> None:
         """The consumer took all of ``data``, the last read: the mark moves past its last complete line."""
@@ -79,11 +99,11 @@ class StreamCursor:
         """The consumer took the first ``taken`` bytes of ``data``, the last read."""
         newline = data.rfind(b"\n", 0, taken)
         if newline >= 0:
-            self.mark = self._bookmarks.bookmark_for(*self._reader.place_before(self.position, len(data) - newline - 1))
+            self._pending = self._reader.place_before(self.read_position, len(data) - newline - 1)
 
     def mark_object(self, position: int, inner: int) -> None:
         """The consumer took the object at ``position`` up to ``inner`` (the end of a line in it)."""
-        self.mark = self._bookmarks.bookmark_for(position, inner)
+        self._pending = (position, inner)
 
     def mark_offset(self, offset: int) -> None:
         """The consumer took the stream up to ``offset``, the end of a line read earlier."""
@@ -94,14 +114,15 @@ class StreamCursor:
 
         A bookmark removed while its reader was open stays removed, unless ``create``.
         """
-        if self.name is None or (self.mark == self._saved and not create):
+        mark = self.mark
+        if self.name is None or (mark == self._saved and not create):
             return
-        self._bookmarks.move(self.name, self.mark, create=create)
-        self._saved = self.mark
+        self._bookmarks.move(self.name, mark, create=create)
+        self._saved = mark
 
     def as_s3tail(self) -> Bookmark:
         """The mark in s3tail's bare ``PREVIOUS_KEY:LINE`` form (what ``cat`` prints)."""
         return self._bookmarks.as_s3tail(self.mark)
 
     def close(self) -> None:
-        self.position.close()
+        self.read_position.close()

@@ -23,6 +23,7 @@ import logging
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import CodecError, S3Error
 from .cache import CachedObject, DiskCache
@@ -64,6 +65,10 @@ class ObjectFetcher:
     def transforms(self) -> bool:
         """Whether decoded content is records' lines, which no probe can size exactly."""
         return self.records != NONE
+
+    def cache_path(self, key: str) -> Path:
+        """Where ``key``'s decoded content is (or would be) cached."""
+        return self.cache.path_for(self.bucket, key)
 
     def cached(self, info: ObjectInfo) -> CachedObject | None:
         return self.cache.lookup(self.bucket, info.key, info.etag)

@@ -70,7 +70,7 @@ stream must not move under it when an estimate is corrected."""
 
 
 @dataclass
-class Cursor:
+class ReadPosition:
     """Where a handle's next sequential read continues."""
 
     next_offset: int = -1
@@ -277,7 +277,7 @@ class StreamReader:
         self.ready.wait()
         return self.index.total()
 
-    def read(self, cursor: Cursor, offset: int, size: int, read_ahead: bool = True) -> bytes:
+    def read(self, cursor: ReadPosition, offset: int, size: int, read_ahead: bool = True) -> bytes:
         """Up to ``size`` bytes at ``offset``; a sequential read (or one from 0) reads ahead unless told not to."""
         self.ready.wait()
         sequential = offset == cursor.next_offset
@@ -316,7 +316,7 @@ class StreamReader:
         cursor.next_offset, cursor.position, cursor.inner = offset + len(data), position, inner
         return data
 
-    def place_before(self, cursor: Cursor, back: int) -> tuple[int, int]:
+    def place_before(self, cursor: ReadPosition, back: int) -> tuple[int, int]:
         """``(position, inner)`` of the place ``back`` bytes before where ``cursor`` stands.
 
         Counted through the spans the cursor has just read, which are exact, so a correction
@@ -330,12 +330,12 @@ class StreamReader:
             inner = self.index.spans[position].length
         return position, max(0, inner - back)
 
-    def _copy(self, cursor: Cursor, inner: int, limit: int) -> bytes:
+    def _copy(self, cursor: ReadPosition, inner: int, limit: int) -> bytes:
         if inner < cursor.data_size:
             return os.pread(cursor.fd, min(limit, cursor.data_size - inner), inner)
         return b"\n"
 
-    def _open(self, cursor: Cursor, position: int) -> None:
+    def _open(self, cursor: ReadPosition, position: int) -> None:
         """Point the cursor's descriptor at the decoded object of ``position``."""
         if cursor.fd_position == position:
             return
@@ -404,18 +404,20 @@ class StreamReader:
             self._scheduled.add(token)
         self._fetch_pool.submit(self._prefetch_one, position, entry)
 
-    def open_object(self, position: int) -> CachedObject | None:
-        """The decoded object at ``position`` on disk (fetched if needed); its span becomes exact.
+    def open_object(self, position: int) -> tuple[CachedObject, int] | None:
+        """The decoded object at ``position`` (fetched if needed) and a descriptor on it; its span becomes exact.
 
-        None when ``skip_errors`` leaves the object out (logged and counted, as in :meth:`read`).
+        The descriptor pins that version: an eviction or a replacement meanwhile cannot change
+        what it reads. None when ``skip_errors`` leaves the object out (logged and counted, as
+        in :meth:`read`).
         """
         entry = self.catalog.by_key[self.index.spans[position].key]
         decoded = self._decode_or_skip(position, entry)
         if decoded is None:
             return None
-        cached, length = decoded
-        self.index.correct(position, length, exact=True, etag=cached.etag)
-        return cached
+        cached, fd = self.catalog.open_decoded(entry, decoded[0])
+        self.index.correct(position, cached.stream_length, exact=True, etag=cached.etag)
+        return cached, fd
 
     def exact_length(self, position: int) -> int:
         """The exact stream length of the object at ``position``, decoding it if needed."""

@@ -40,13 +40,13 @@ READY_TIMEOUT = 120.0
 """Seconds the parent waits for the background daemon's mount to answer."""
 
 
-def preflight(options: MountOptions) -> tuple[S3Client, bool]:
-    """Every check that can fail before mounting: the client that passed them, and whether
-    the prefix holds any object yet."""
+def preflight(options: MountOptions, stats: Stats) -> tuple[S3Client, bool]:
+    """Every check that can fail before mounting: the client that passed them (counting into
+    ``stats``), and whether the prefix holds any object yet."""
     check_fuse()
     check_mountpoint(options.mountpoint)
     check_cache_dir(options.source.cache_dir)
-    client = S3Client(options.source.bucket, options.source.s3, Stats())
+    client = S3Client(options.source.bucket, options.source.s3, stats)
     return client, client.check_access(options.source.prefix)
 
 
@@ -55,25 +55,26 @@ def mount(options: MountOptions, note: Callable[[str], None]) -> int:
 
     ``note`` tells the user what is worth knowing but is no error (an empty prefix).
     """
-    client, has_objects = preflight(options)
+    stats = Stats()
+    client, has_objects = preflight(options, stats)
     if not has_objects:
         polling = options.source.poll_interval > 0
         later = "they appear as they arrive" if polling else "polling is off (--poll-interval 0)"
         note(f"nothing under {options.source.url} yet: the mount is empty, {later}")
     if options.foreground:
         with quiet_libfuse_noise():
-            return run_daemon(options, client, detach_stderr=False)
-    return _start_background(options, client)
+            return run_daemon(options, client, stats, detach_stderr=False)
+    return _start_background(options, client, stats)
 
 
-def _start_background(options: MountOptions, client: S3Client) -> int:
+def _start_background(options: MountOptions, client: S3Client, stats: Stats) -> int:
     if threading.active_count() > 1:
         raise S3LogFSError("internal error: cannot go to the background while threads run")
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(read_end)
-        os._exit(_run_child(options, client, write_end))
+        os._exit(_run_child(options, client, stats, write_end))
     os.close(write_end)
     output = _read_until_closed(read_end, READY_TIMEOUT)
     os.close(read_end)
@@ -86,7 +87,7 @@ def _start_background(options: MountOptions, client: S3Client) -> int:
     raise S3LogFSError(lines[-1] if lines else "the mount daemon exited before mounting")
 
 
-def _run_child(options: MountOptions, client: S3Client, stderr_fd: int) -> int:
+def _run_child(options: MountOptions, client: S3Client, stats: Stats, stderr_fd: int) -> int:
     """The background daemon, in a new session, its stderr on the parent's pipe until ``init``."""
     try:
         os.setsid()
@@ -96,7 +97,7 @@ def _run_child(options: MountOptions, client: S3Client, stderr_fd: int) -> int:
         os.dup2(stderr_fd, 2)
         os.close(devnull)
         os.close(stderr_fd)
-        return run_daemon(options, client, detach_stderr=True)
+        return run_daemon(options, client, stats, detach_stderr=True)
     except S3LogFSError as error:
         _tell_parent(str(error))
         log.error("%s", error)
@@ -138,7 +139,7 @@ def _read_until_closed(fd: int, timeout: float) -> bytes:
     return b"".join(chunks)
 
 
-def run_daemon(options: MountOptions, client: S3Client | None, detach_stderr: bool) -> int:
+def run_daemon(options: MountOptions, client: S3Client | None, stats: Stats | None, detach_stderr: bool) -> int:
     """Mount and serve until unmounted. Threads start in ``init``, after libfuse is up.
 
     The mount answers once the first listing page is in (the access check's, reused);
@@ -148,7 +149,7 @@ def run_daemon(options: MountOptions, client: S3Client | None, detach_stderr: bo
 
     keep_freed_memory()
     source = options.source
-    served = engine.build(source, client)
+    served = engine.build(source, client, stats)
     view = LogFilesystem(served, ViewOptions(
         source=source.url,
         revalidate_after=source.poll_interval if source.poll_interval > 0 else math.inf,

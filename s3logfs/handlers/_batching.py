@@ -1,7 +1,7 @@
 """The batching core that S3Handler, FirehoseHandler and CloudWatchHandler share (README, "Shipping logs").
 
 Data flow. ``emit()`` formats the record in the caller's thread and turns it into one or more
-:class:`Entry` (the handler decides how: bytes ending in a newline for S3 and Firehose, a message
+:class:`QueuedRecord` (the handler decides how: bytes ending in a newline for S3 and Firehose, a message
 and a timestamp for CloudWatch Logs), then appends them to a bounded queue and returns. One
 sender thread, started on the first record, takes a batch off the queue when the queue holds a
 full batch (max bytes or max records), when its oldest entry is ``flush_interval`` old (a timed
@@ -128,7 +128,7 @@ class HandlerCounters:
         return {field.name: getattr(self, field.name) for field in fields(self)}
 
 
-class Entry:
+class QueuedRecord:
     """One unit of delivery: a line, a Firehose record or a log event."""
 
     __slots__ = ("payload", "size", "timestamp", "queued_at")
@@ -195,7 +195,7 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
         self._wake_sender = threading.Condition(self._lock)
         self._room = threading.Condition(self._lock)
         self._progress = threading.Condition(self._lock)
-        self._items: deque[Entry] = deque()
+        self._items: deque[QueuedRecord] = deque()
         self._queued_bytes = 0
         self._queued = 0
         self._done = 0
@@ -242,10 +242,10 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
         finally:
             _local.emitting = False
 
-    def _entries(self, text: str, record: logging.LogRecord) -> list[Entry]:
+    def _entries(self, text: str, record: logging.LogRecord) -> list[QueuedRecord]:
         raise NotImplementedError
 
-    def _enqueue(self, entries: Iterable[Entry]) -> None:
+    def _enqueue(self, entries: Iterable[QueuedRecord]) -> None:
         if self._closed:
             self._count_drop(len(list(entries)), "dropped_overflow", "record(s) logged after close()")
             return
@@ -353,7 +353,7 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
         if in_flight > 0:
             self._report("close", f"{in_flight} record(s) still in flight when close() timed out")
 
-    def _abandon(self, entries: list[Entry]) -> None:
+    def _abandon(self, entries: list[QueuedRecord]) -> None:
         self._count_drop(len(entries), "dropped_undeliverable",
                          f"record(s) not delivered within close()'s {self.close_timeout:g}s")
 
@@ -416,7 +416,7 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
                     self._on_idle()
                 return
 
-    def _next_batch(self) -> tuple[list[Entry], bool]:
+    def _next_batch(self) -> tuple[list[QueuedRecord], bool]:
         """Wait until a batch is due and take it; ``([], True)`` once closing and drained."""
         with self._lock:
             while not self._batch_due(time.monotonic()):
@@ -440,8 +440,8 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
         age = max(0.0, self._items[0].queued_at + self.flush_interval - time.monotonic())
         return age if idle is None else min(age, idle)
 
-    def _take(self) -> list[Entry]:
-        batch: list[Entry] = []
+    def _take(self) -> list[QueuedRecord]:
+        batch: list[QueuedRecord] = []
         size = 0
         while self._items and len(batch) < self.max_batch_records:
             entry = self._items[0]
@@ -454,7 +454,7 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
         self._room.notify_all()
         return batch
 
-    def _deliver_and_count(self, batch: list[Entry]) -> None:
+    def _deliver_and_count(self, batch: list[QueuedRecord]) -> None:
         for call in self._calls(batch):
             self._deliver_call(call)
         with self._lock:
@@ -514,7 +514,7 @@ class BatchingHandler(logging.Handler, Generic[CallT]):
 
     # ------------------------------------------------------------------ what each handler defines
 
-    def _calls(self, batch: list[Entry]) -> Iterable[CallT]:
+    def _calls(self, batch: list[QueuedRecord]) -> Iterable[CallT]:
         raise NotImplementedError
 
     def _send(self, call: CallT) -> CallT | None:

@@ -21,7 +21,7 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-from ._batching import BatchingHandler, Entry, ms
+from ._batching import BatchingHandler, QueuedRecord, ms
 from ._clients import error_code
 from ._split import split_utf8
 
@@ -32,7 +32,7 @@ MAX_MESSAGE_BYTES = MAX_CALL_BYTES - EVENT_OVERHEAD
 MAX_SPAN_MS = 24 * 3600 * 1000
 
 
-class CloudWatchHandler(BatchingHandler[list[Entry]]):
+class CloudWatchHandler(BatchingHandler[list[QueuedRecord]]):
     """Ship log records to a CloudWatch Logs group and stream (README, "Shipping logs").
 
     ``log_stream`` defaults to ``<host>-<pid>`` (the child's pid after ``fork()``).
@@ -61,7 +61,7 @@ class CloudWatchHandler(BatchingHandler[list[Entry]]):
     def _describe_endpoint(self) -> str:
         return f"{self.log_group}/{self.log_stream}"
 
-    def _entries(self, text: str, record: Any) -> list[Entry]:
+    def _entries(self, text: str, record: Any) -> list[QueuedRecord]:
         timestamp = ms(record.created)
         try:
             data = text.encode("utf-8")
@@ -72,12 +72,12 @@ class CloudWatchHandler(BatchingHandler[list[Entry]]):
             self._count_drop(1, "rejected", "empty message rejected: PutLogEvents refuses empty events", "empty")
             return []
         if len(data) <= MAX_MESSAGE_BYTES:
-            return [Entry(text, len(data) + EVENT_OVERHEAD, timestamp)]
+            return [QueuedRecord(text, len(data) + EVENT_OVERHEAD, timestamp)]
         self._bump("split")
-        return [Entry(piece.decode("utf-8"), len(piece) + EVENT_OVERHEAD, timestamp)
+        return [QueuedRecord(piece.decode("utf-8"), len(piece) + EVENT_OVERHEAD, timestamp)
                 for piece in split_utf8(data, MAX_MESSAGE_BYTES) if piece]
 
-    def _calls(self, batch: list[Entry]) -> Iterator[list[Entry]]:
+    def _calls(self, batch: list[QueuedRecord]) -> Iterator[list[QueuedRecord]]:
         """The batch in chronological order, cut where a call would span more than 24 h."""
         ordered = sorted(batch, key=lambda entry: entry.timestamp)
         start = 0
@@ -87,7 +87,7 @@ class CloudWatchHandler(BatchingHandler[list[Entry]]):
                 start = index
         yield ordered[start:]
 
-    def _send(self, call: list[Entry]) -> None:
+    def _send(self, call: list[QueuedRecord]) -> None:
         events = [{"timestamp": entry.timestamp, "message": entry.payload} for entry in call]
         try:
             answer = self._put(events)
@@ -119,7 +119,7 @@ class CloudWatchHandler(BatchingHandler[list[Entry]]):
                 if error_code(exc) != "ResourceAlreadyExistsException":
                     raise
 
-    def _give_up(self, call: list[Entry], reason: BaseException | str) -> None:
+    def _give_up(self, call: list[QueuedRecord], reason: BaseException | str) -> None:
         self._count_drop(len(call), "dropped_undeliverable", f"event(s) not delivered: {reason!r}")
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._batching import BatchingHandler, Entry, ms
+from ._batching import BatchingHandler, QueuedRecord, ms
 from ._split import split_utf8
 
 MAX_RECORDS = 500
@@ -24,7 +24,7 @@ MAX_CALL_BYTES = 4 * 1024 * 1024
 MAX_RECORD_BYTES = 1_000 * 1024
 
 
-class FirehoseHandler(BatchingHandler[list[Entry]]):
+class FirehoseHandler(BatchingHandler[list[QueuedRecord]]):
     """Ship log records to a Kinesis Data Firehose delivery stream (README, "Shipping logs")."""
 
     service = "firehose"
@@ -46,23 +46,23 @@ class FirehoseHandler(BatchingHandler[list[Entry]]):
     def _describe_endpoint(self) -> str:
         return self.delivery_stream_name
 
-    def _entries(self, text: str, record: Any) -> list[Entry]:
+    def _entries(self, text: str, record: Any) -> list[QueuedRecord]:
         data = text.encode("utf-8", "backslashreplace") + self.terminator
         timestamp = ms(record.created)
         if len(data) <= MAX_RECORD_BYTES:
-            return [Entry(data, len(data), timestamp)]
+            return [QueuedRecord(data, len(data), timestamp)]
         if self.oversize == "reject" or not self.terminator:
             self._count_drop(1, "rejected", f"record of {len(data)} bytes rejected: over Firehose's "
                                             f"{MAX_RECORD_BYTES} bytes per record")
             return []
         pieces = split_utf8(data[:-len(self.terminator)], MAX_RECORD_BYTES - len(self.terminator))
         self._bump("split")
-        return [Entry(piece + self.terminator, len(piece) + len(self.terminator), timestamp) for piece in pieces]
+        return [QueuedRecord(piece + self.terminator, len(piece) + len(self.terminator), timestamp) for piece in pieces]
 
-    def _calls(self, batch: list[Entry]) -> list[list[Entry]]:
+    def _calls(self, batch: list[QueuedRecord]) -> list[list[QueuedRecord]]:
         return [batch]
 
-    def _send(self, call: list[Entry]) -> list[Entry] | None:
+    def _send(self, call: list[QueuedRecord]) -> list[QueuedRecord] | None:
         answer = self._get_client().put_record_batch(
             DeliveryStreamName=self.delivery_stream_name, Records=[{"Data": entry.payload} for entry in call]
         )
@@ -79,5 +79,5 @@ class FirehoseHandler(BatchingHandler[list[Entry]]):
         self.counters.records_sent += records
         self.counters.batches_sent += 1
 
-    def _give_up(self, call: list[Entry], reason: BaseException | str) -> None:
+    def _give_up(self, call: list[QueuedRecord], reason: BaseException | str) -> None:
         self._count_drop(len(call), "dropped_undeliverable", f"record(s) not delivered: {reason!r}")

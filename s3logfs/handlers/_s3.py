@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._batching import BatchingHandler, Entry, ms
+from ._batching import BatchingHandler, QueuedRecord, ms
 from ._clients import is_retryable
 
 MIN_PART = 5 * 1024 * 1024
@@ -130,13 +130,13 @@ class S3Handler(BatchingHandler[PendingObject]):
     def _describe_endpoint(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
 
-    def _entries(self, text: str, record: Any) -> list[Entry]:
+    def _entries(self, text: str, record: Any) -> list[QueuedRecord]:
         data = (text + "\n").encode("utf-8", "backslashreplace")
-        return [Entry(data, len(data), ms(record.created))]
+        return [QueuedRecord(data, len(data), ms(record.created))]
 
     # ------------------------------------------------------------------ delivery
 
-    def _calls(self, batch: list[Entry]) -> list[PendingObject]:
+    def _calls(self, batch: list[QueuedRecord]) -> list[PendingObject]:
         body = gzip.compress(b"".join(entry.payload for entry in batch), self.compresslevel, mtime=0)
         return [PendingObject(self._next_key(), body, len(batch))]
 
@@ -163,7 +163,7 @@ class S3Handler(BatchingHandler[PendingObject]):
             return
         self._count_drop(call.records, "dropped_undeliverable", f"record(s) not delivered to {call.key}: {reason!r}")
 
-    def _abandon(self, entries: list[Entry]) -> None:
+    def _abandon(self, entries: list[QueuedRecord]) -> None:
         if self.spill_dir is None:
             super()._abandon(entries)
             return

@@ -25,6 +25,8 @@ from s3logfs.errors import errno_for
 from s3logfs.fs.tree import STREAM_INO
 from s3logfs.fs.view import LogFilesystem, ViewOptions
 
+from helpers import reference
+
 OBJECTS = {
     "logs/2026/12/01/a.log": b"a1\na2\n",
     "logs/2026/12/01/b.log.gz": gzip.compress(b"b1\nb2\nb3\n"),
@@ -33,13 +35,8 @@ OBJECTS = {
 }
 
 
-def _reference(s3: Any, bucket: str, key: str) -> bytes:
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
-
-
 def _stream_reference(s3: Any, bucket: str) -> bytes:
-    parts = [_reference(s3, bucket, key) for key in sorted(OBJECTS)]
+    parts = [reference(s3, bucket, key) for key in sorted(OBJECTS)]
     return b"".join(part + (b"" if part.endswith(b"\n") else b"\n") for part in parts)
 
 
@@ -90,8 +87,8 @@ def test_per_key_files_and_the_stream_match_the_reference(view: tuple[LogFilesys
     filesystem, _ = view
     for path, key in (("/2026/12/01/b.log", "logs/2026/12/01/b.log.gz"), ("/2026/12/02/c.log", "logs/2026/12/02/c.log"),
                       ("/%73tream", "logs/stream")):
-        assert _read_all(filesystem, path) == _reference(s3, bucket, key), path
-        assert filesystem.attrs(path)["st_size"] == len(_reference(s3, bucket, key))
+        assert _read_all(filesystem, path) == reference(s3, bucket, key), path
+        assert filesystem.attrs(path)["st_size"] == len(reference(s3, bucket, key))
     expected = _stream_reference(s3, bucket)
     assert _read_all(filesystem, "/stream") == expected
     assert filesystem.attrs("/stream")["st_size"] == len(expected)
