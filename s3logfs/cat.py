@@ -101,19 +101,37 @@ class _Output:
     kept: int = 0
     marks: collections.deque[tuple[int, Bookmark]] = field(default_factory=lambda: collections.deque(maxlen=64))
     """Recent line ends written (stream offset, mark), to fall back on past the history."""
+    partial: bytes = b""
+    """The start of a line that goes on in the next read: written with its end, never alone."""
 
     def __post_init__(self) -> None:
         self.offset = self.cursor.offset
         self.first_mark = self.cursor.mark
 
     def write(self, data: bytes, stops: _StopSignals) -> None:
-        """Write all of ``data``; the mark moves past each complete line written.
+        """Write the whole lines of ``data``, the last read; the mark moves past the last one.
 
-        A reader that closes the pipe makes a write return short, then fail: the bytes
-        that went through are counted before :class:`BrokenPipeError` goes up.
+        Only whole lines go out, so a stop leaves the output at a line's end, where the
+        bookmark is: runs appended with ``>>`` join exactly. A reader that closes the pipe
+        makes a write return short, then fail: the bytes that went through are counted
+        before :class:`BrokenPipeError` goes up.
         """
+        cut = data.rfind(b"\n") + 1
+        if not cut:
+            self.partial += data
+            return
+        lines, self.partial = self.partial + data[:cut], data[cut:]
         with stops.deferred():
-            self._write(data)
+            self._write(lines)
+            self.cursor.took(data)
+            self.marks.append((self.offset, self.cursor.mark))
+
+    def finish(self, stops: _StopSignals) -> None:
+        """Write what is left: the stream ends every object with a newline, so normally nothing."""
+        if self.partial:
+            with stops.deferred():
+                self._write(self.partial)
+            self.partial = b""
 
     def _write(self, data: bytes) -> None:
         start = self.offset
@@ -126,9 +144,6 @@ class _Output:
             self._settle_after_broken_pipe(start + sent)
             raise
         self.offset += len(data)
-        self.cursor.took(data)
-        newline = data.rfind(b"\n")
-        self.marks.append((start + newline + 1 if newline >= 0 else -1, self.cursor.mark))
 
     def _remember(self, start: int, data: bytes) -> None:
         self.history.append((start, data))
@@ -179,6 +194,11 @@ def run_cat(options: CatOptions, out_fd: int = 1) -> int:
                 cursor = source.open_cursor(options.bookmark)
             except _Stopped as stopped:
                 return stopped.status  # nothing was printed: no bookmark to report
+            if len(source.reader.index) == 0:
+                waiting = "; waiting for new objects" if options.follow else ""
+                print(f"s3logfs: nothing under {options.source.url}{waiting}", file=sys.stderr, flush=True)
+            if cursor.name is not None and source.bookmarks.get(cursor.name) is None:  # a typo shows here
+                print(f"s3logfs: new bookmark {cursor.name}, starting at the beginning", file=sys.stderr, flush=True)
             output = _Output(out_fd, cursor)
             status = _copy_until_stopped(source, output, options, stops)
         with _signals_held():
@@ -221,8 +241,9 @@ def _copy(source: Engine, output: _Output, options: CatOptions, stops: _StopSign
                 output.write(data, stops)
                 continue
             if not options.follow:
+                output.finish(stops)
                 return
-            _wait_for_growth(source, output.offset, len(source.reader.index))
+            _wait_for_growth(source, cursor.offset, len(source.reader.index))
     finally:
         if progress is not None:
             progress.stop()

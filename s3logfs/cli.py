@@ -9,17 +9,23 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import __version__, validation
+from . import (
+    __version__,
+    _quiet_start,  # noqa: F401  # first: Ctrl-C while loading is no traceback
+    validation,
+)
 from .config import (
     CatOptions,
     MountOptions,
     Settings,
     common_options,
     file_options,
+    find_config_file,
     read_config_file,
     records_mode,
     setup_logging,
@@ -32,6 +38,9 @@ from .engine.window import Window, make_window
 from .engine.window_listing import list_window
 from .errors import S3LogFSError, UsageError
 
+if TYPE_CHECKING:
+    from .engine.bookmarks import BookmarkStore
+
 log = logging.getLogger(__name__)
 
 
@@ -42,23 +51,35 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"s3logfs: {message} (see {self.prog} --help)\n")
 
 
-def _common_parser(suppress: bool = False) -> _OneLineParser:
-    """The options every command takes. ``suppress`` leaves unset ones out of the namespace, for
-    a sub-action whose parent command takes them too (argparse would reset the parent's values)."""
+_CONFIG_HELP = "INI config file (default: the first of ~/.config/s3logfs/config.ini, ~/.s3logfsrc, ~/.s3tailrc)"
+
+
+def _common_parser(suppress: bool = False, s3: bool = True, cache: bool = True,
+                   config_help: str = _CONFIG_HELP) -> _OneLineParser:
+    """The options commands share; ``s3`` and ``cache`` leave out those a command has no use for.
+
+    ``suppress`` leaves unset ones out of the namespace, for a sub-action whose parent command
+    takes them too (argparse would reset the parent's values).
+    """
     common = _OneLineParser(add_help=False, argument_default=argparse.SUPPRESS if suppress else None)
     group = common.add_argument_group("common options")
-    group.add_argument("--region", help="AWS region")
-    group.add_argument("--profile", help="AWS profile name")
-    group.add_argument("--endpoint-url", help="S3 endpoint URL (default: $AWS_ENDPOINT_URL)")
-    group.add_argument("--cache-dir", help="cache directory (default: ~/.cache/s3logfs)")
-    group.add_argument("--cache-hours", type=float, help="drop cache entries unused this long; 0 disables (24)")
-    group.add_argument("--cache-max-size", help="cache size limit, such as 2G (default: none)")
-    group.add_argument("--timeout", type=float, metavar="S",
-                       help="seconds a request or download may go without an answer or a byte, retries "
-                       "included, before it fails (30)")
+    if s3:
+        group.add_argument("--region", help="AWS region")
+        group.add_argument("--profile", help="AWS profile name")
+        group.add_argument("--endpoint-url", help="S3 endpoint URL (default: $AWS_ENDPOINT_URL)")
+    if cache:
+        group.add_argument("--cache-dir", help="cache directory (default: ~/.cache/s3logfs)")
+    if cache and s3:
+        group.add_argument("--cache-hours", type=float,
+                           help="drop cache entries unused this long (24); 0: a private cache, deleted at the end")
+        group.add_argument("--cache-max-size", help="cache size limit, such as 2G (default: none)")
+    if s3:
+        group.add_argument("--timeout", type=float, metavar="S",
+                           help="seconds a request or download may go without an answer or a byte, retries "
+                           "included, before it fails (30)")
     group.add_argument("--log-level", help="DEBUG, INFO, WARNING (default) or ERROR")
     group.add_argument("--log-file", help="log to this file instead of stderr")
-    group.add_argument("-c", "--config-file", help="INI config file (default: the first of ~/.config/s3logfs/config.ini, ~/.s3logfsrc, ~/.s3tailrc)")
+    group.add_argument("-c", "--config-file", help=config_help)
     return common
 
 
@@ -99,9 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_records_option(cat)
     _add_window_options(cat)
 
-    bookmarks = commands.add_parser("bookmarks", parents=[common], help="list, show, set or remove named bookmarks")
+    config_only = _common_parser(s3=False, cache=False)
+    bookmarks = commands.add_parser("bookmarks", parents=[config_only],
+                                    help="list, show, set or remove named bookmarks")
     actions = bookmarks.add_subparsers(dest="bookmarks_command", metavar="ACTION")
-    again = _common_parser(suppress=True)
+    again = _common_parser(suppress=True, s3=False, cache=False)
     actions.add_parser("list", parents=[again], help="every bookmark: name, source and place (the default)")
     get = actions.add_parser("get", parents=[again], help="the stored value of one bookmark")
     get.add_argument("name")
@@ -110,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     set_.add_argument("source", metavar="SOURCE", help="[s3://]BUCKET[/PREFIX], or a mountpoint of s3logfs")
     set_.add_argument("place", nargs="?", default=":0",
                       help="KEY:LINE (line LINE+1 of the key after KEY) or KEY@BYTE (default: the start, ':0')")
+    set_.add_argument("--force", action="store_true",
+                      help="replace a bookmark of the same name that belongs to another source")
     remove = actions.add_parser("rm", parents=[again], help="remove a bookmark")
     remove.add_argument("name")
 
@@ -124,9 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     lookup.add_argument("source", metavar="[s3://]BUCKET[/PREFIX]")
     _add_records_option(lookup)
     _add_window_options(lookup)
-    cache_commands.add_parser("clear", parents=[common], help="empty the cache")
+    cache_commands.add_parser("clear", parents=[_common_parser(s3=False)],
+                              help="empty the cache, its --raw and --records parts included")
 
-    demo = commands.add_parser("demo", parents=[common], help="mount a local demo S3 server with sample logs")
+    demo_common = _common_parser(s3=False, cache=False, config_help="INI config file (default: none; the demo never reads yours)")
+    demo = commands.add_parser("demo", parents=[demo_common], help="mount a local demo S3 server with sample logs")
     demo.add_argument("mountpoint", nargs="?", type=Path, help="where to mount (default: a temporary directory)")
     demo.add_argument("--interval", type=float, default=5.0, help="seconds between new demo objects (5)")
     return parser
@@ -135,7 +162,22 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> tuple[Settings, Path | None]:
     config_file = Path(args.config_file) if getattr(args, "config_file", None) else None
     config = file_options(read_config_file(config_file))
+    for name in sorted(set(config) - _option_names()):
+        _note(f"warning: unknown option {name!r} in [options] of {find_config_file(config_file)} (ignored)")
     return Settings(vars(args), config), config_file
+
+
+def _option_names() -> set[str]:
+    """Every long option any command takes, as the config file spells it (``cache_hours``)."""
+    names: set[str] = set()
+    parsers = [build_parser()]
+    while parsers:
+        parser = parsers.pop()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+            names.update(flag[2:].replace("-", "_") for flag in action.option_strings if flag.startswith("--"))
+    return names
 
 
 def _add_records_option(parser: argparse.ArgumentParser) -> None:
@@ -202,9 +244,7 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     common = common_options(settings, config_file)
     setup_logging(common.log_level, common.log_file)
     if args.cache_command == "clear":
-        cache = DiskCache(common.cache_dir, common.cache_hours, common.cache_max_size)
-        print(f"removed {cache.clear()} cache entries from {cache.root}")
-        return 0
+        return _clear_caches(common.cache_dir)
     bucket, prefix = parse_source(args.source)
     root = cache_root(common.cache_dir, raw=False, records=records_mode(settings))
     cache = DiskCache(root, common.cache_hours, common.cache_max_size)
@@ -212,6 +252,17 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     for info in list_window(client, prefix, window_option(args)):
         hit = cache.lookup(bucket, info.key, info.etag)
         print(f"{bucket}/{info.key}\n  => {hit.path if hit else 'NOT IN CACHE'}")
+    return 0
+
+
+def _clear_caches(cache_dir: Path) -> int:
+    """``cache clear``: the cache and its ``--raw`` and ``--records`` subdirectories, each said."""
+    roots = [cache_dir, *sorted(path for path in (cache_dir / "raw", *cache_dir.glob("records-*")) if path.is_dir())]
+    if not cache_dir.exists():
+        print(f"no cache at {cache_dir}: nothing to remove")
+        return 0
+    for root in roots:
+        print(f"removed {DiskCache(root).clear()} cache entries from {root}")
     return 0
 
 
@@ -237,29 +288,57 @@ def _cmd_cat(args: argparse.Namespace) -> int:
 
 
 def _cmd_bookmarks(args: argparse.Namespace) -> int:
-    from .engine.bookmarks import Bookmark, BookmarkStore
+    from .engine.bookmarks import BookmarkStore
 
     settings, config_file = _settings(args)
     store = BookmarkStore(common_options(settings, config_file).config_file)
-    action = args.bookmarks_command or "list"
-    if action == "list":
-        for name, bookmark in sorted(store.all().items()):
-            print(f"{name}\t{bookmark.source or '(s3tail: any source naming the key)'}\t{bookmark.describe()}")
-    elif action == "get":
-        found = store.get(args.name)
-        if found is None:
-            raise UsageError(f"no bookmark named {args.name!r} in {store.path}")
-        print(found.format())
-    elif action == "set":
-        place = Bookmark.parse(args.place)
-        if place.offset is not None:
-            raise UsageError("an offset depends on one stream's order: give KEY:LINE or KEY@BYTE "
-                             "(or setfattr on a mount's stream, with --writable-bookmarks)")
-        store.set(args.name, Bookmark(source=_bookmark_source(args.source), key=place.key, byte=place.byte,
-                                      line=place.line))
-    elif not store.remove(args.name):
-        raise UsageError(f"no bookmark named {args.name!r} in {store.path}")
+    actions = {"list": _bookmarks_list, "get": _bookmark_get, "set": _bookmark_set, "rm": _bookmark_rm}
+    actions[args.bookmarks_command or "list"](store, args)
     return 0
+
+
+def _bookmarks_list(store: BookmarkStore, args: argparse.Namespace) -> None:
+    """Every bookmark, a line each; an entry s3logfs cannot read is shown as it is, never hidden."""
+    bookmarks, unreadable = store.all(), store.unreadable()
+    if not bookmarks and not unreadable:
+        _note(f"no bookmarks in {store.path}")
+    for name, bookmark in sorted(bookmarks.items()):
+        print(f"{name}\t{bookmark.source or '(s3tail: any source naming the key)'}\t{bookmark.describe()}")
+    for name, value in sorted(unreadable.items()):
+        print(f"{name}\t(not a bookmark s3logfs can read; left as it is)\t{value}")
+
+
+def _bookmark_get(store: BookmarkStore, args: argparse.Namespace) -> None:
+    found = store.get(args.name)
+    if found is None:
+        raise UsageError(f"no bookmark named {args.name!r} in {store.path}")
+    print(found.format())
+
+
+def _bookmark_set(store: BookmarkStore, args: argparse.Namespace) -> None:
+    """Create or move a bookmark; one that belongs to another source is refused unless ``--force``."""
+    from .engine.bookmarks import Bookmark, BookmarkTaken
+
+    place = Bookmark.parse(args.place)
+    if place.offset is not None:
+        raise UsageError("an offset depends on one stream's order: give KEY:LINE or KEY@BYTE "
+                         "(or setfattr on a mount's stream, with --writable-bookmarks)")
+    source = _bookmark_source(args.source)
+    wanted = Bookmark(source=source, key=place.key, byte=place.byte, line=place.line)
+    prefix = parse_source(source)[1]
+
+    def replace(current: Bookmark | None) -> Bookmark:
+        if current is not None and not args.force and not current.applies_to(source, prefix):
+            owner = current.source or "no source (an s3tail bookmark of another prefix)"
+            raise BookmarkTaken(f"bookmark {args.name!r} belongs to {owner}; give --force to replace it")
+        return wanted
+
+    store.update(args.name, replace)
+
+
+def _bookmark_rm(store: BookmarkStore, args: argparse.Namespace) -> None:
+    if not store.remove(args.name):
+        raise UsageError(f"no bookmark named {args.name!r} in {store.path}")
 
 
 def _bookmark_source(text: str) -> str:
@@ -294,8 +373,28 @@ _COMMANDS: dict[str, Any] = {
 }
 
 
+_TAKES_DASH_VALUE = ("--since", "--until")
+"""Options whose value may start with ``-`` (``--since -5m``): argparse would take it for an option."""
+
+
+def _attach_dash_values(argv: list[str]) -> list[str]:
+    """``--since -5m`` as ``--since=-5m``, which argparse reads as the value it is."""
+    joined: list[str] = []
+    index = 0
+    while index < len(argv):
+        if argv[index] in _TAKES_DASH_VALUE and index + 1 < len(argv) and argv[index + 1][:1] == "-" \
+                and argv[index + 1][1:2].isdigit():
+            joined.append(f"{argv[index]}={argv[index + 1]}")
+            index += 2
+            continue
+        joined.append(argv[index])
+        index += 1
+    return joined
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # loaded: Ctrl-C is KeyboardInterrupt again
+    argv = _attach_dash_values(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     try:
         return int(_COMMANDS[args.command](args) or 0)

@@ -78,8 +78,26 @@ def read_config_file(path: Path | None) -> configparser.ConfigParser:
         try:
             parser.read(target, encoding="utf-8")
         except configparser.Error as error:
-            raise UsageError(f"cannot read config file {target}: {error}") from error
+            raise UsageError(f"cannot read config file {target}{_where(error)}") from error
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"cannot read config file {target}: {getattr(error, 'strerror', None) or error}") from error
     return parser
+
+
+def _where(error: configparser.Error) -> str:
+    """Where in the file a configparser error is, and what, on one line."""
+    if isinstance(error, configparser.MissingSectionHeaderError):
+        return f", line {error.lineno}: a setting before any [section] header: {str(error.line).strip()!r}"
+    if isinstance(error, configparser.ParsingError) and error.errors:
+        line_number, shown = error.errors[0]  # the line as repr() shows it
+        return f", line {line_number}: not a 'name = value' line: {shown.strip()}"
+    if isinstance(error, configparser.DuplicateOptionError):
+        return f", line {error.lineno}: {error.option!r} is set twice in [{error.section}]"
+    if isinstance(error, configparser.DuplicateSectionError):
+        return f", line {error.lineno}: the section [{error.section}] appears twice"
+    number = getattr(error, "lineno", None)
+    reason = str(error).splitlines()[0]
+    return f", line {number}: {reason}" if number else f": {reason}"
 
 
 def file_options(parser: configparser.ConfigParser) -> dict[str, str]:
@@ -225,8 +243,12 @@ def setup_logging(level: str, log_file: Path | None) -> None:
     """
     handler: logging.Handler
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file, encoding="utf-8")
+        if not log_file.parent.is_dir():  # made by no one but the user: a typo must not create directories
+            raise UsageError(f"cannot log to {log_file}: the directory {log_file.parent} does not exist")
+        try:
+            handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"cannot log to {log_file}: {error.strerror}") from error
     else:
         handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))

@@ -51,6 +51,10 @@ class S3Error(S3LogFSError):
     errno = errno.EIO
 
 
+class EndpointUnreachable(S3Error):
+    """No connection to the endpoint: a dead port, an unknown host, no network (EIO)."""
+
+
 class CodecError(S3LogFSError):
     """An object's content could not be decoded (a corrupt gzip, say)."""
 

@@ -70,4 +70,7 @@ def size(name: str, value: int) -> int:
     """A cache size in bytes, from 1 MiB to an exbibyte."""
     if MIN_CACHE_SIZE <= value <= MAX_CACHE_SIZE:
         return value
-    raise UsageError(f"bad value for {_option(name)}: {value} bytes (expected 1M or more, such as 500M or 2G)")
+    if value < MIN_CACHE_SIZE:
+        raise UsageError(f"bad value for {_option(name)}: {value} bytes (expected 1M or more, such as 500M or 2G)")
+    raise UsageError(f"bad value for {_option(name)}: {value} bytes (expected at most 1E, an exbibyte; "
+                     "such as 500M or 2G)")

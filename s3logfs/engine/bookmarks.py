@@ -162,8 +162,16 @@ class BookmarkStore:
                 continue
         return found
 
+    def unreadable(self) -> dict[str, str]:
+        """The entries of ``[bookmarks]`` in no known form, name -> value: left alone, and reported."""
+        found = {}
+        for name, value in _read_section(self.path).items():
+            if _parse_or_none(value) is None:
+                found[name] = value
+        return found
+
     def get(self, name: str) -> Bookmark | None:
-        return self.all().get(name)
+        return self.all().get(check_name(name))
 
     def update(self, name: str, change: Update) -> Bookmark | None:
         """Apply ``change`` to bookmark ``name`` under the file lock; write only what changed."""

@@ -332,7 +332,10 @@ def check_cache_dir(path: Path) -> None:
 
 
 def _make_private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as error:  # /proc/nope, a read-only file system, a file in the way
+        raise UsageError(f"cannot use cache directory {path}: {error.strerror or error}") from error
     if path.stat().st_mode & 0o077:
         os.chmod(path, 0o700)
 

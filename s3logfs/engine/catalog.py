@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from ..errors import S3LogFSError
+from ..errors import EndpointUnreachable, S3LogFSError
 from .cache import CachedObject
 from .fetcher import UNKNOWN, ObjectFetcher, SizeProbe
 from .keystore import EtagColumn, ItemView, KeyPositions, KeyStore
@@ -55,6 +55,10 @@ POLL_LOOKBACK = 3600.0
 RESCAN_LOOKBACK = 86400.0
 """Seconds a windowed full poll looks back: CloudFront delivers late lines up to a day late."""
 _NO_SIZE = -1
+_MAX_POLL_BACKOFF = 60.0
+"""While polls fail (the endpoint gone, access denied), the poller waits twice as long after each
+failure, up to 8 poll intervals or this many seconds: the log gets one line when following pauses and
+one when it resumes, and S3 is not hammered meanwhile."""
 
 
 class _Columns:
@@ -437,7 +441,11 @@ class Catalog:
         """HEAD the object if its listing is older than ``max_age`` seconds."""
         if time.monotonic() - entry.confirmed_at <= max_age:
             return
-        info = self._client.head(entry.key)
+        try:
+            info = self._client.head(entry.key)
+        except EndpointUnreachable as error:  # what the cache holds still reads; an uncached object fails later
+            log.debug("cannot revalidate %s: %s", entry.key, error)
+            return
         with self._lock:
             self._update(entry, info, time.monotonic())
 
@@ -525,10 +533,23 @@ class Catalog:
         while not self.loaded.wait(_STOP_CHECK_SECONDS):  # the mount-time listing first
             if self._stop.is_set():
                 return
-        while not self._stop.wait(self.poll_interval) and not self.window_closed(time.time()):
+        delay = self.poll_interval
+        failing_since: float | None = None
+        while not self._stop.wait(delay) and not self.window_closed(time.time()):
             try:
                 self.poll_once()
             except S3LogFSError as error:
-                log.warning("poll failed: %s", error)
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.warning("following paused: %s (polling again with backoff)", error)
+                else:
+                    log.debug("poll failed again: %s", error)
+                delay = min(delay * 2, max(self.poll_interval, min(_MAX_POLL_BACKOFF, 8 * self.poll_interval)))
+                continue
             except Exception:  # the poller must survive anything a listing throws
                 log.exception("poll failed")
+                continue
+            if failing_since is not None:
+                log.warning("following resumed: S3 answers again after %.0f s", time.monotonic() - failing_since)
+                failing_since = None
+            delay = self.poll_interval

@@ -23,10 +23,19 @@ from typing import Any
 
 import botocore.config
 import botocore.exceptions
+import botocore.parsers
 import botocore.session
 import urllib3.exceptions
 
-from ..errors import BucketNotFound, CredentialsError, ObjectChanged, ObjectNotFound, S3Error, UsageError
+from ..errors import (
+    BucketNotFound,
+    CredentialsError,
+    EndpointUnreachable,
+    ObjectChanged,
+    ObjectNotFound,
+    S3Error,
+    UsageError,
+)
 from .listing_parser import ParserFactory, parse_timestamp, skip_second_listing_parse
 from .stats import Stats
 
@@ -124,6 +133,15 @@ def _object_info(item: dict[str, Any]) -> ObjectInfo:
     )
 
 
+def _reason(error: BaseException) -> str:
+    """The innermost cause of a connection failure, in a few words (``[Errno 111] Connection refused``)."""
+    cause: BaseException = error
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    text = str(cause).rsplit(": ", 1)[-1].strip() or type(cause).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 def _error_code(error: botocore.exceptions.ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
@@ -187,6 +205,9 @@ class S3Client:
         self._deadline.value = deadline
         try:
             response = getattr(self._client, operation)(Bucket=self.bucket, **params)
+        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError) as error:
+            self.stats.add(errors=1)
+            raise EndpointUnreachable(f"cannot reach {self._endpoint_name()}: {_reason(error)}") from error
         except (botocore.exceptions.ConnectTimeoutError, botocore.exceptions.ReadTimeoutError) as error:
             self.stats.add(errors=1)
             raise S3Error(f"no answer from {self._endpoint_name()} within --timeout {self.config.timeout:g} s "
@@ -199,7 +220,7 @@ class S3Client:
             raise translated from error
         except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError) as error:
             raise CredentialsError("no AWS credentials found (environment, profile, SSO or instance role)") from error
-        except botocore.exceptions.ResponseParserError as error:
+        except botocore.parsers.ResponseParserError as error:
             self.stats.add(errors=1)
             raise S3Error(f"{self._endpoint_name()} does not answer like S3 (its reply is not S3's XML)") from error
         except botocore.exceptions.BotoCoreError as error:

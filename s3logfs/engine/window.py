@@ -47,6 +47,8 @@ def parse_time(text: str, now: datetime, option: str = "time") -> datetime:
     value = text.strip()
     if value.lower() == "now":
         return now
+    if value.startswith("-") and _AGE.fullmatch(value[1:]):  # "-5m", as in "five minutes ago": the same age
+        value = value[1:]
     if _AGE.fullmatch(value):
         seconds = sum(int(count) * _UNIT_SECONDS[unit.lower()] for count, unit in _AGE_PART.findall(value))
         return now - timedelta(seconds=seconds)

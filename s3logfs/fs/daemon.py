@@ -59,8 +59,9 @@ def mount(options: MountOptions, note: Callable[[str], None]) -> int:
     client, has_objects = preflight(options, stats)
     if not has_objects:
         polling = options.source.poll_interval > 0
-        later = "they appear as they arrive" if polling else "polling is off (--poll-interval 0)"
-        note(f"nothing under {options.source.url} yet: the mount is empty, {later}")
+        later = (f"new objects appear in it as they land (listed every {options.source.poll_interval:g} s)"
+                 if polling else "and stays so: polling is off (--poll-interval 0)")
+        note(f"nothing under {options.source.url} yet: the mount is empty; {later}")
     if options.foreground:
         with quiet_libfuse_noise():
             return run_daemon(options, client, stats, detach_stderr=False)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import mfusepy as fuse
 
-from ..errors import errno_for
+from ..errors import S3LogFSError, errno_for
 from .view import USER_XATTR, DirEntry, LogFilesystem, Opened
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,9 @@ def _translated(method: F) -> F:
         except Exception as error:  # every failure becomes an errno, never EINVAL by accident
             code = errno_for(error)
             if code not in _QUIET:
-                log.error("%s%s failed: %s", method.__name__, args[1:2], error, exc_info=code == errno.EIO)
+                # An expected failure (S3 away, a corrupt object) is one line; anything else is a bug: its traceback.
+                log.error("%s%s failed: %s", method.__name__, args[1:2], error,
+                          exc_info=not isinstance(error, S3LogFSError))
             raise fuse.FuseOSError(code) from error
 
     return wrapper  # type: ignore[return-value]

@@ -143,8 +143,8 @@ def test_an_empty_prefix_mounts_with_a_note(server: LocalS3Server, bucket: str, 
         result = run(mount_command(server, f"{bucket}/nothing-yet/", empty_dir, tmp_path))
         assert is_mounted(empty_dir)
         lines = result.stderr.decode().splitlines()
-        assert lines == [(f"s3logfs: nothing under s3://{bucket}/nothing-yet/ yet: the mount is empty, "
-                          "they appear as they arrive")]
+        assert lines == [(f"s3logfs: nothing under s3://{bucket}/nothing-yet/ yet: the mount is empty; "
+                          "new objects appear in it as they land (listed every 10 s)")]
     finally:
         unmount_quietly(empty_dir)
 

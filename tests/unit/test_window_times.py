@@ -33,6 +33,7 @@ def utc(*fields: int) -> float:
     ("1w", NOW - timedelta(weeks=1)),
     ("1h30m", NOW - timedelta(hours=1, minutes=30)),
     ("1W2D", NOW - timedelta(days=9)),
+    ("-2h", NOW - timedelta(hours=2)),  # "two hours ago", as people write it: the same age
     ("now", NOW),
     ("2026-11-01", datetime(2026, 11, 1, tzinfo=UTC)),
     ("2026-11-01T08:00", datetime(2026, 11, 1, 8, tzinfo=UTC)),
@@ -43,7 +44,7 @@ def test_times_parse(text: str, expected: datetime) -> None:
     assert parse_time(text, NOW) == expected
 
 
-@pytest.mark.parametrize("text", ["yesterdayish", "2026-13-01", "2h ago", "", "-2h", "2026-11-01T25:00", "1.5h"])
+@pytest.mark.parametrize("text", ["yesterdayish", "2026-13-01", "2h ago", "", "--2h", "-now", "2026-11-01T25:00", "1.5h"])
 def test_bad_times_are_one_line_usage_errors(text: str) -> None:
     with pytest.raises(UsageError) as raised:
         parse_time(text, NOW, "--since")
