@@ -331,6 +331,12 @@ def check_cache_dir(path: Path) -> None:
                          f"run chmod go-w {path}, or give another --cache-dir")
 
 
+def prepare_cache_dir(path: Path) -> None:
+    """Check a cache directory and create it, private, if it is not there: fails as one line."""
+    check_cache_dir(path)
+    _make_private_dir(path)
+
+
 def _make_private_dir(path: Path) -> None:
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)

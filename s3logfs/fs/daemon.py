@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from .. import engine
 from ..config import MountOptions
-from ..engine.cache import check_cache_dir
+from ..engine.cache import prepare_cache_dir
 from ..engine.s3 import S3Client
 from ..engine.stats import Stats
 from ..errors import S3LogFSError
@@ -45,7 +45,7 @@ def preflight(options: MountOptions, stats: Stats) -> tuple[S3Client, bool]:
     ``stats``), and whether the prefix holds any object yet."""
     check_fuse()
     check_mountpoint(options.mountpoint)
-    check_cache_dir(options.source.cache_dir)
+    prepare_cache_dir(options.source.cache_dir)
     client = S3Client(options.source.bucket, options.source.s3, stats)
     return client, client.check_access(options.source.prefix)
 
@@ -100,12 +100,12 @@ def _run_child(options: MountOptions, client: S3Client, stats: Stats, stderr_fd:
         os.close(stderr_fd)
         return run_daemon(options, client, stats, detach_stderr=True)
     except S3LogFSError as error:
-        _tell_parent(str(error))
         log.error("%s", error)
+        _tell_parent(str(error))  # last: the parent shows the last line it got
         return 1
     except BaseException as error:
-        _tell_parent(f"the mount daemon failed: {error!r}")
         log.exception("the mount daemon failed")
+        _tell_parent(f"the mount daemon failed: {error!r}")
         return 1
     finally:
         logging.shutdown()

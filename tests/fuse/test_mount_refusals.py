@@ -181,3 +181,22 @@ def test_a_foreground_mount_is_quiet(server: LocalS3Server, bucket: str, s3: Any
     assert (stdout, stderr.decode()) == (b"", "")
     assert process.returncode == 0
     assert not is_mounted(empty_dir)
+
+
+@pytest.mark.parametrize("cache_dir", ["/proc/nope", "read-only/sub"])
+def test_an_unusable_cache_dir_refuses_the_mount_in_one_line(server: LocalS3Server, bucket: str, empty_dir: Path,
+                                                             tmp_path: Path, cache_dir: str) -> None:
+    if cache_dir.startswith("read-only"):
+        read_only = tmp_path / "read-only"
+        read_only.mkdir()
+        read_only.chmod(0o500)
+        cache_dir = str(read_only / "sub")
+        if os.access(read_only, os.W_OK) and os.geteuid() != 0:
+            pytest.skip("this user can write anywhere")
+        if os.geteuid() == 0:  # root writes through mode bits: make the directory a file's child instead
+            cache_dir = str(tmp_path / "a-file" / "sub")
+            (tmp_path / "a-file").write_text("")
+    line = refuse(s3logfs_command("mount", f"{bucket}/", str(empty_dir), "--endpoint-url", server.endpoint_url,
+                                  "--cache-dir", cache_dir), empty_dir)
+    assert line.startswith(f"s3logfs: cannot use cache directory {cache_dir}"), line
+    assert "Errno" not in line
