@@ -41,6 +41,8 @@ READ_SIZE = 256 << 10
 _HISTORY_BYTES = 4 << 20
 """Recent output kept to find the last line a pipe's reader took (a pipe holds at most 1 MiB by default)."""
 _PROGRESS_EVERY = 0.25
+_ESTIMATE_AFTER = 2.0
+"""Seconds of reading before the progress line gives a total and a time left."""
 
 
 class _Stopped(Exception):
@@ -276,13 +278,26 @@ def _finish(source: Engine, cursor: StreamCursor) -> None:
 
 
 class _Progress:
-    """A live line on stderr: objects and bytes done of the total, throughput, time left."""
+    """A live line on stderr: objects and bytes done of the total, throughput, time left.
+
+    The stream's total size is not known ahead (a gzip object's decoded size is known once
+    read), so the total is estimated from what is: the stored bytes of the objects left, times
+    the ratio of decoded to stored bytes seen so far. Until that ratio means something (some
+    objects and a second or two done), the line says "estimating".
+    """
 
     def __init__(self, source: Engine, cursor: StreamCursor) -> None:
         self._index = source.reader.index
+        self._catalog = source.catalog
         self._cursor = cursor
         self._start = cursor.start
         self._began = time.monotonic()
+        self._stored_total = 0
+        self._counted = self._start.position
+        """Objects from the start up to here have their stored size in ``_stored_total``."""
+        self._stored_done = 0
+        self._finished = self._start.position
+        """Objects from the start up to here are read: their stored size is in ``_stored_done``."""
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="s3logfs-progress", daemon=True)
         self._thread.start()
@@ -292,17 +307,33 @@ class _Progress:
             sys.stderr.write("\r" + self.line() + "\033[K")
             sys.stderr.flush()
 
+    def _stored(self, position: int) -> int:
+        return int(self._catalog.by_key[self._index.spans[position].key].info.size)
+
+    def _count_stored(self, position: int) -> None:
+        """Bring the stored-byte sums up to the index's length and the cursor's ``position``."""
+        while self._counted < len(self._index):
+            self._stored_total += self._stored(self._counted)
+            self._counted += 1
+        while self._finished < min(position, len(self._index)):
+            self._stored_done += self._stored(self._finished)
+            self._finished += 1
+
     def line(self) -> str:
-        index = self._index
-        objects = max(0, min(self._cursor.read_position.position, len(index)) - self._start.position)
-        total_objects = len(index) - self._start.position
+        position = self._cursor.read_position.position
+        self._count_stored(position)
+        objects = max(0, min(position, len(self._index)) - self._start.position)
+        total_objects = len(self._index) - self._start.position
         done = max(0, self._cursor.offset - self._start.offset)
-        total = max(done, index.total() - self._start.offset)
         elapsed = max(1e-6, time.monotonic() - self._began)
         rate = done / elapsed
-        left = f"{(total - done) / rate:.0f} s left" if rate > 0 and total > done else "-"
-        return (f"{objects}/{total_objects} objects, {done / 1e6:.1f}/{total / 1e6:.1f} MB, "
-                f"{rate / 1e6:.1f} MB/s, {left}")
+        head = f"{objects}/{total_objects} objects, {done / 1e6:.1f} MB, {rate / 1e6:.1f} MB/s"
+        if objects == 0 or self._stored_done == 0 or elapsed < _ESTIMATE_AFTER:
+            return f"{head}, estimating"
+        ratio = done / self._stored_done  # decoded bytes per stored byte, so far
+        total = done + (self._stored_total - self._stored_done) * ratio
+        left = (total - done) / rate if rate > 0 else 0.0
+        return f"{head}, about {total / 1e6:.0f} MB in all, {left:.0f} s left"
 
     def stop(self) -> None:
         self._done.set()

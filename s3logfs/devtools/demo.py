@@ -6,11 +6,14 @@ mount is an ordinary ``s3logfs mount -f`` child process, so the demo exercises w
 user runs and always knows the daemon it must stop. Everything it makes (config file,
 caches, logs, the default mountpoint) lives in one temporary directory: the user's own
 config and cache are never read or written. A new object lands every ``interval``
-seconds; Ctrl-C unmounts and stops everything, even while readers hold files open.
+seconds. Ctrl-C, SIGTERM, a hangup (the terminal closed) or an error after the mount all end
+the same way: every mount of the demo comes down, its daemon stops, the server stops and the
+temporary directory goes, even while readers hold files open.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -22,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -29,12 +33,16 @@ from types import FrameType
 from typing import Any
 
 from ..config import CommonOptions
-from ..errors import S3LogFSError
+from ..errors import S3LogFSError, UsageError
 
 log = logging.getLogger(__name__)
 
 BUCKET = "demo-logs"
+WORKDIR_PREFIX = "s3logfs-demo-"
+"""The demo's temporary directory is ``tempfile.mkdtemp(prefix=WORKDIR_PREFIX)``: under ``$TMPDIR``."""
 _MOUNT_TIMEOUT = 120.0
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Each ends the demo as Ctrl-C does; SIGHUP is the terminal closing."""
 DEMO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
@@ -72,6 +80,8 @@ class _Demo:
     mountpoint: Path
     endpoint: str = ""
     daemon: subprocess.Popen[bytes] | None = None
+    mounted: bool = False
+    """The mount answered: only then does the demo say it unmounted."""
 
     @property
     def config_file(self) -> Path:
@@ -88,8 +98,11 @@ class _Demo:
         ]
 
 
-def _mount(demo: _Demo, common: CommonOptions) -> None:
-    """Mount the demo bucket in the foreground as a child, so that Ctrl-C can always stop it."""
+def _mount(demo: _Demo, common: CommonOptions, stop: threading.Event) -> None:
+    """Mount the demo bucket in the foreground as a child, so that the demo can always stop it.
+
+    ``demo.mounted`` is set once the mount answers; a stop signal while waiting returns early.
+    """
     from ..fs.host import answers
 
     command = demo.mount_command(BUCKET, demo.mountpoint, "cache") + ["-f", "--log-level", common.log_level]
@@ -100,9 +113,50 @@ def _mount(demo: _Demo, common: CommonOptions) -> None:
     deadline = time.monotonic() + _MOUNT_TIMEOUT
     while not answers(demo.mountpoint):
         if demo.daemon.poll() is not None or time.monotonic() > deadline:
-            lines = demo.log_file.read_text(errors="replace").strip().splitlines()
-            raise S3LogFSError(lines[-1] if lines else "the demo mount did not start")
-        time.sleep(0.1)
+            raise S3LogFSError(_last_log_line(demo) or "the demo mount did not start")
+        if stop.wait(0.1):
+            return
+    demo.mounted = True
+
+
+def _last_log_line(demo: _Demo) -> str:
+    try:
+        lines = demo.log_file.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def _check_daemon(demo: _Demo) -> None:
+    """Fail in one line once the mount's daemon has exited: killed, or unmounted from outside the demo."""
+    assert demo.daemon is not None
+    status = demo.daemon.poll()
+    if status is None:
+        return
+    if status == 0:
+        raise S3LogFSError(f"{demo.mountpoint} was unmounted outside the demo: stopping")
+    how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
+    raise S3LogFSError(f"the mount daemon of {demo.mountpoint} {how}: stopping")
+
+
+@contextlib.contextmanager
+def _server_errors(doing: str) -> Iterator[None]:
+    """An error of the local S3 server (a deleted bucket, the server gone) as one line, not a traceback."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError) as error:
+        raise S3LogFSError(f"the demo cannot {doing} on its local S3 server: {error}") from error
+
+
+def _tell(text: str) -> None:
+    """Print to stderr; once the terminal is gone (a hangup), say nothing more, so that the demo
+    still cleans up and exits with its own status, not a failed flush of stderr."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115  # lives until exit, as stderr does
 
 
 def _instructions(demo: _Demo) -> str:
@@ -137,49 +191,109 @@ Press Ctrl-C to unmount and stop.
 
 
 def run_demo(mountpoint: Path | None, interval: float, common: CommonOptions) -> int:
-    """Serve, seed, mount, then add an object every ``interval`` seconds until Ctrl-C."""
-    from ..fs.host import check_fuse, check_mountpoint
-    from .demo_data import next_live_object
+    """Serve, seed, mount, then add an object every ``interval`` seconds until a stop signal.
+
+    Ctrl-C, SIGTERM and SIGHUP (the terminal closed) stop the demo; each runs the same
+    clean-up as an error after the mount does. A signal the demo was started with ignored
+    (``nohup`` ignores SIGHUP) stays ignored.
+    """
+    from ..fs.host import check_fuse
 
     check_fuse()
-    workdir = Path(tempfile.mkdtemp(prefix="s3logfs-demo-"))
-    demo = _Demo(workdir, (mountpoint or workdir / "mnt").expanduser().absolute())
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
-    server = None
-    try:
-        demo.mountpoint.mkdir(parents=True, exist_ok=True)
-        check_mountpoint(demo.mountpoint)
-        server = _start_server()
-        demo.endpoint = server.endpoint_url
-        client = server.client()
-        rng = random.Random(2016)
-        count = _seed(client, rng)
-        _mount(demo, common)
-        print(f"seeded {count} objects", file=sys.stderr)
-        print(_instructions(demo), file=sys.stderr, flush=True)
-        seq = 0
-        while not stop.wait(interval):
-            obj = next_live_object(rng, datetime.now(timezone.utc), seq)
-            client.put_object(Bucket=BUCKET, Key=obj.key, Body=obj.body)
-            log.info("new demo object %s", obj.key)
-            seq += 1
+    previous = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+    for signum, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(signum, on_signal)
+    try:  # the handlers stay until the clean-up is over: a second Ctrl-C cannot cut it short
+        return _run(mountpoint, interval, common, stop)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        _tear_down(demo, mountpoint is None)
-        if server is not None:
-            server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-        print("\ns3logfs demo: unmounted and stopped", file=sys.stderr)
+
+
+def _run(mountpoint: Path | None, interval: float, common: CommonOptions, stop: threading.Event) -> int:
+    from ..fs.host import check_mountpoint
+    from .demo_data import next_live_object
+
+    with contextlib.ExitStack() as cleanup:  # runs every callback, last pushed first, even if one fails
+        target = None
+        if mountpoint is not None:  # checked before anything starts: a refusal leaves nothing behind
+            target = mountpoint.expanduser().absolute()
+            cleanup.callback(_remove_dirs, _make_mountpoint(target))
+            check_mountpoint(target)
+        workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+        demo = _Demo(workdir, target or workdir / "mnt")
+        cleanup.callback(_say_stopped, demo, stop)
+        cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+        demo.mountpoint.mkdir(exist_ok=True)
+        server = _start_server()
+        cleanup.callback(server.stop)
+        demo.endpoint = server.endpoint_url
+        client = server.client()
+        rng = random.Random(2016)
+        with _server_errors("seed the demo bucket"):
+            count = _seed(client, rng)
+        if stop.is_set():
+            return 0
+        cleanup.callback(_tear_down, demo)
+        _mount(demo, common, stop)
+        if not demo.mounted:
+            return 0
+        _tell(f"seeded {count} objects")
+        _tell(_instructions(demo))
+        seq = 0
+        while not stop.wait(interval):
+            _check_daemon(demo)
+            obj = next_live_object(rng, datetime.now(timezone.utc), seq)
+            with _server_errors("add a new object"):
+                client.put_object(Bucket=BUCKET, Key=obj.key, Body=obj.body)
+            log.info("new demo object %s", obj.key)
+            seq += 1
     return 0
 
 
-def _tear_down(demo: _Demo, own_mountpoint: bool) -> None:
+def _say_stopped(demo: _Demo, stop: threading.Event) -> None:
+    """The last line: said only when there was a mount to take down, or a signal stopped the start."""
+    if demo.mounted:
+        _tell("\ns3logfs demo: unmounted and stopped")
+    elif stop.is_set():
+        _tell("\ns3logfs demo: stopped")
+
+
+def _make_mountpoint(path: Path) -> list[Path]:
+    """Create ``path`` and its missing parents; return those it created, deepest first.
+
+    A path that exists is left to :func:`~s3logfs.fs.host.check_mountpoint` to judge.
+    """
+    created: list[Path] = []
+    try:
+        for directory in reversed((path, *path.parents)):
+            try:
+                directory.mkdir()
+            except FileExistsError:
+                continue
+            created.append(directory)
+    except OSError as error:
+        _remove_dirs(created[::-1])
+        raise UsageError(f"cannot create the mountpoint {path}: {error.strerror}") from error
+    return created[::-1]
+
+
+def _remove_dirs(directories: list[Path]) -> None:
+    """Remove the (empty) directories the demo created, deepest first; stop at one that is not empty."""
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+
+
+def _tear_down(demo: _Demo) -> None:
     """Unmount every mount of the demo, even with readers inside, and stop their daemons.
 
     A lazy unmount detaches each mount at once; aborting its FUSE connection then ends

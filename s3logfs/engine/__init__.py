@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 _SAVE_EVERY = 5.0
 """Seconds between saves of the stream index while serving: a crash loses at most this much order."""
 _EVICT_EVERY = 300.0
+_REPORT_LISTING_EVERY = 5.0
+"""Seconds between progress reports of a first listing that takes long (a large prefix)."""
 """Seconds between cache evictions while serving (``--cache-hours``, ``--cache-max-size``)."""
 
 
@@ -66,13 +69,18 @@ class Engine:
         if follow:
             self.catalog.start()
 
-    def serve(self) -> None:
+    def serve(self, report: Callable[[str], None] = log.info) -> None:
         """For a long-lived front end (the mount): list in the background, poll, save and evict.
+
+        A first listing that runs longer than a few seconds is reported through ``report``
+        every few seconds (objects so far), and once when it ends.
 
         Threads start here, never in :func:`build`: the mount calls this from FUSE's ``init``,
         once libfuse runs (a process that forks must not have threads yet).
         """
         threading.Thread(target=self._load_in_background, name="s3logfs-listing", daemon=True).start()
+        threading.Thread(target=self._report_listing, args=(report,), name="s3logfs-listing-report",
+                         daemon=True).start()
         self.catalog.start()
         threading.Thread(target=self._housekeeping, name="s3logfs-housekeeping", daemon=True).start()
 
@@ -98,6 +106,17 @@ class Engine:
             log.exception("listing stopped after %d objects", len(self.catalog.entries))
         else:
             log.debug("listed %d objects in %.2f s", len(self.catalog.entries), time.monotonic() - started)
+
+    def _report_listing(self, report: Callable[[str], None]) -> None:
+        started = time.monotonic()
+        reported = False
+        while not self.catalog.loaded.wait(_REPORT_LISTING_EVERY):
+            if self._stop.is_set():
+                return
+            report(f"listing {self.options.url}: {len(self.catalog.entries):,} objects so far")
+            reported = True
+        if reported:
+            report(f"listed {len(self.catalog.entries):,} objects in {time.monotonic() - started:.0f} s")
 
     def _housekeeping(self) -> None:
         """Save the stream index every few seconds; evict from the cache every few minutes."""

@@ -20,6 +20,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -162,7 +163,7 @@ def run_daemon(options: MountOptions, client: S3Client | None, stats: Stats | No
     def on_init() -> None:
         if detach_stderr:
             _detach_stderr(options)
-        served.serve()
+        served.serve(report=_say if not detach_stderr else log.info)
         log.info("mounted %s on %s", source.url, options.mountpoint)
 
     def on_destroy() -> None:
@@ -193,6 +194,11 @@ def run_daemon(options: MountOptions, client: S3Client | None, stats: Stats | No
         # unmounted cleanly: that is a normal way to stop.
         log.info("stopped by a signal; unmounted %s", options.mountpoint)
     return 0
+
+
+def _say(message: str) -> None:
+    """A line for the user of ``mount -f``, who watches its terminal."""
+    print(f"s3logfs: {message}", file=sys.stderr, flush=True)
 
 
 def _fuse_option_value(value: str) -> str:
