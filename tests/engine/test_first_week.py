@@ -60,6 +60,7 @@ def test_cat_of_a_server_gone_mid_run_is_one_line(tmp_path: Path) -> None:
     assert "cannot reach" in _one_line_no_traceback(result)
 
 
+@pytest.mark.slow
 def test_interrupted_cats_appended_with_resume_give_the_stream_exactly(server: LocalS3Server, s3: Any, bucket: str,
                                                                       tmp_path: Path) -> None:
     """Twenty runs of ``cat -b NAME >> out``, each stopped by Ctrl-C at a random moment, then one to the

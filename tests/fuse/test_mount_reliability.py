@@ -250,9 +250,9 @@ def test_the_cache_refuses_a_directory_that_is_not_private(
     before = os.stat(cache)
     mountpoint = tmp_path / "mnt"
     mountpoint.mkdir()
-    for command in (["mount", bucket, str(mountpoint)], ["cache", "clear"], ["cache", "lookup", bucket]):
-        result = run(s3logfs_command(*command, "--endpoint-url", server.endpoint_url, "--cache-dir", str(cache)),
-                     check=False)
+    endpoint = ["--endpoint-url", server.endpoint_url]
+    for command in (["mount", bucket, str(mountpoint), *endpoint], ["cache", "clear"], ["cache", "lookup", bucket, *endpoint]):
+        result = run(s3logfs_command(*command, "--cache-dir", str(cache)), check=False)
         line = refused_in_one_line(result)
         assert f"cache directory {cache}" in line and problem in line, line
     assert not is_mounted(mountpoint)
