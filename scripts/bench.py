@@ -3,6 +3,12 @@
 
     scripts/bench.py                      # every scenario, at 0 and 30 ms per request
     scripts/bench.py --latency-ms 30 --only cold_small,tail_n --tools s3logfs,s3tail
+    scripts/bench.py --ab 140240b --only cold_gzip,cached_reread,ls_l --repeat 5
+
+``--ab REV`` measures s3logfs at git revision REV against the working tree: each chosen
+cell runs once per round for each side, alternating which side goes first, for
+``--repeat`` rounds, and the table gives each side's median and their ratio. It is how a
+change to the read path shows it costs nothing (a single run here moves by 20-40%).
 
 It installs what it needs (s3fs, rclone and awscli from Debian, the ``bench`` extra into
 ``.venv``), starts a local S3 server (moto behind a middleware that adds latency and
@@ -74,6 +80,8 @@ TOOLS = ("s3logfs", "s3logfs-cat", "s3fs", "rclone", "s3tail", "awscli")
 COLD_ONLY_TOOLS = {"s3logfs-cat"}
 """Tools measured in the cold-read scenarios only: ``s3logfs cat`` next to the mount."""
 SCENARIOS = ("cold_small", "cold_gzip", "cached_reread", "tail_n", "ls_l", "tail_f", "rss_1g", "scale", "handlers")
+AB_SCENARIOS = ("cold_small", "cold_gzip", "cached_reread", "tail_n", "ls_l")
+"""What --ab runs unless --only says otherwise: the read path."""
 FOLLOW_POLL_SECONDS = 1.0
 """Every follower (s3logfs's poller and the peers' loops) lists S3 this often."""
 
@@ -344,11 +352,17 @@ class Tool:
 class S3logfsTool(Tool):
     name = "s3logfs"
 
+    def __init__(self, bench: Bench, code: Path | None = None, label: str = "") -> None:
+        """``code``: a checkout whose ``s3logfs`` package runs instead of the installed one (--ab)."""
+        super().__init__(bench)
+        self.name = f"{type(self).name}{label}"
+        binary = Path(sys.executable).parent / "s3logfs"  # a console script: the cwd is not on its path
+        self.command = f"env PYTHONPATH={code} {binary}" if code else str(binary)
+
     def mount(self, dataset: Dataset, mountpoint: Path, follow: bool = False) -> str:
-        binary = Path(sys.executable).parent / "s3logfs"
         cache = tempfile.mkdtemp(prefix="bench-cache-", dir=self.bench.work)
         poll = FOLLOW_POLL_SECONDS if follow else 0
-        return (f"{binary} mount {dataset.bucket}/{PREFIX} {mountpoint} --endpoint-url {self.url} "
+        return (f"{self.command} mount {dataset.bucket}/{PREFIX} {mountpoint} --endpoint-url {self.url} "
                 f"--cache-dir {cache} --poll-interval {poll} -c {self.bench.work}/s3logfsrc")
 
     def read_all(self, dataset: Dataset, where: Path) -> str:
@@ -361,16 +375,15 @@ class S3logfsTool(Tool):
         return f"tail -n 0 -f -s 0.2 {where}/stream"
 
 
-class S3logfsCatTool(Tool):
+class S3logfsCatTool(S3logfsTool):
     """``s3logfs cat``: the mount's engine without FUSE, on stdout."""
 
     name = "s3logfs-cat"
     mounts = False
 
     def read_all(self, dataset: Dataset, where: Path) -> str:
-        binary = Path(sys.executable).parent / "s3logfs"
         cache = tempfile.mkdtemp(prefix="bench-cache-", dir=self.bench.work)
-        return (f"{binary} cat {dataset.bucket}/{PREFIX} --endpoint-url {self.url} --cache-dir {cache} "
+        return (f"{self.command} cat {dataset.bucket}/{PREFIX} --endpoint-url {self.url} --cache-dir {cache} "
                 f"-c {self.bench.work}/s3logfsrc 2>/dev/null")
 
 
@@ -471,8 +484,25 @@ class Bench:
         (self.work / "s3logfsrc").write_text("")
         self.server = Server()
         self.tools = {name: TOOL_CLASSES[name](self) for name in args.tools}
+        self.baselines: dict[str, Tool] = {}
+        """--ab: the same s3logfs tools, running the code of the other revision."""
+        if args.ab:
+            for name, tool in self.tools.items():
+                if isinstance(tool, S3logfsTool):
+                    self.baselines[name] = type(tool)(self, args.ab_code, f"@{args.ab}")
         self.cells: list[Cell] = []
         self._mount_count = 0
+        self.round = 0
+        """--ab: which alternation round is running; odd rounds run the sides the other way round."""
+
+    def lineup(self, names: list[str] | None = None) -> list[Tool]:
+        """The tools to run (by name, default all), each s3logfs tool next to its --ab baseline,
+        in this round's order."""
+        tools: list[Tool] = []
+        for name, tool in self.tools.items():
+            if names is None or name in names:
+                tools += [tool, self.baselines[name]] if name in self.baselines else [tool]
+        return tools[::-1] if self.round % 2 else tools
 
     @contextlib.contextmanager
     def place(self, tool: Tool, dataset: Dataset, follow: bool = False) -> Iterator[tuple[Path, str]]:
@@ -488,9 +518,12 @@ class Bench:
             shutil.rmtree(where, ignore_errors=True)
 
     def measure(self, scenario: str, tool: Tool, latency: float, attempt: Callable[[], Run]) -> Cell:
-        cell = Cell(scenario, tool.name, latency)
-        spent = 0.0
-        while len(cell.runs) < self.args.repeat and (not cell.runs or spent < self.args.budget):
+        """Run ``attempt`` --repeat times (once per round with --ab) into the cell of this
+        scenario, tool and latency."""
+        cell = self._cell(scenario, tool.name, latency)
+        wanted = 1 if self.args.ab else self.args.repeat
+        made, spent = 0, 0.0
+        while made < wanted and (not made or spent < self.args.budget):
             self.server.control("reset")
             try:
                 run = attempt()
@@ -498,12 +531,19 @@ class Bench:
                 run = Run(0.0, False, f"error: {error}")
             run.requests = run.requests or _requests_summary(self.server.control("stats"))
             cell.runs.append(run)
+            made += 1
             spent += run.seconds
             _progress(cell, run)
             if not run.ok:
                 break
-        self.cells.append(cell)
         return cell
+
+    def _cell(self, scenario: str, tool: str, latency: float) -> Cell:
+        for cell in self.cells:
+            if (cell.scenario, cell.tool, cell.latency_ms) == (scenario, tool, latency):
+                return cell
+        self.cells.append(Cell(scenario, tool, latency))
+        return self.cells[-1]
 
     # one scenario each --------------------------------------------------------------
 
@@ -516,14 +556,15 @@ class Bench:
 
         return self.measure(scenario, tool, latency, attempt)
 
-    def cached_reread(self, dataset: Dataset, latency: float) -> list[Cell]:
-        """s3logfs re-reading ``stream`` from its cache, and a bare pass-through FUSE read of the same bytes."""
-        tool = self.tools["s3logfs"]
-        cells = []
+    def cached_reread(self, tool: Tool, dataset: Dataset, latency: float) -> Cell:
+        """s3logfs re-reading ``stream`` from its cache, once a first read has filled it."""
         with self.place(tool, dataset) as (where, prepare):
             sh(f"{prepare} && cat {where}/stream > /dev/null")
-            cells.append(self.measure("cached_reread", tool, latency,
-                                      lambda: self._check(*sh(f"cat {where}/stream | cksum"), dataset, None)))
+            return self.measure("cached_reread", tool, latency,
+                                lambda: self._check(*sh(f"cat {where}/stream | cksum"), dataset, None))
+
+    def passthrough_read(self, dataset: Dataset, latency: float) -> Cell:
+        """A bare pass-through FUSE read of the same bytes: the ceiling for a cached read."""
         source = self.work / "passthrough-source"
         source.mkdir(exist_ok=True)
         if not (source / "stream").exists():
@@ -535,12 +576,11 @@ class Bench:
         try:
             wait_mounted(target)
             sh(f"cat {target}/stream > /dev/null")
-            cells.append(self.measure("cached_reread", PassthroughTool(self), latency,
-                                      lambda: self._check(*sh(f"cat {target}/stream | cksum"), dataset, None)))
+            return self.measure("cached_reread", PassthroughTool(self), latency,
+                                lambda: self._check(*sh(f"cat {target}/stream | cksum"), dataset, None))
         finally:
             unmount(target)
             process.wait(timeout=30)
-        return cells
 
     def _check(self, seconds: float, out: bytes, dataset: Dataset, rss: float | None) -> Run:
         expected = dataset.checksum(self.work)
@@ -601,10 +641,10 @@ class Bench:
                 os.killpg(follower.pid, signal.SIGTERM)
                 follower.wait(timeout=10)
 
-    def rss(self, dataset: Dataset) -> Cell:
+    def rss(self, tool: Tool, dataset: Dataset) -> Cell:
         """Peak RSS of the s3logfs daemon over a cold ``cat stream``; run at two sizes to show it is flat."""
         name = f"rss_{dataset.decoded_bytes / 1e9:.2f}GB"
-        return self.cold_read(name, self.tools["s3logfs"], dataset, 0.0)
+        return self.cold_read(name, tool, dataset, 0.0)
 
 
 def _watch_markers(process: subprocess.Popen, seen: dict[bytes, float]) -> None:
@@ -790,9 +830,18 @@ def scale_report(rows: list[ScaleRow]) -> str:
 
 
 def run_all(bench: Bench, datasets: dict[str, Dataset]) -> None:
+    """Every chosen scenario at every latency; with --ab, --repeat rounds of it, alternated."""
+    rounds = bench.args.repeat if bench.args.ab else 1
+    for bench.round in range(rounds):
+        if bench.args.ab:
+            sys.stderr.write(f"round {bench.round + 1} of {rounds}\n")
+        run_round(bench, datasets)
+
+
+def run_round(bench: Bench, datasets: dict[str, Dataset]) -> None:
     args = bench.args
-    cold_tools = list(bench.tools.values())
-    tools = [tool for tool in cold_tools if tool.name not in COLD_ONLY_TOOLS]
+    cold_tools = bench.lineup()
+    tools = [tool for tool in cold_tools if tool.name.split("@")[0] not in COLD_ONLY_TOOLS]
     for latency in args.latency_ms:
         bench.server.set_latency(latency)
         sys.stderr.write(f"latency {latency:g} ms per request\n")
@@ -803,7 +852,9 @@ def run_all(bench: Bench, datasets: dict[str, Dataset]) -> None:
             for tool in cold_tools:
                 bench.cold_read("cold_gzip", tool, datasets["gzip"], latency)
         if "cached_reread" in args.only and "s3logfs" in bench.tools and latency == args.latency_ms[0]:
-            bench.cached_reread(datasets["gzip"], latency)
+            for tool in bench.lineup(["s3logfs"]):
+                bench.cached_reread(tool, datasets["gzip"], latency)
+            bench.passthrough_read(datasets["gzip"], latency)
         if "tail_n" in args.only:
             for tool in tools:
                 bench.tail_n(tool, datasets["many"], latency)
@@ -815,8 +866,9 @@ def run_all(bench: Bench, datasets: dict[str, Dataset]) -> None:
                 bench.tail_f(tool, datasets["follow"], latency)
     if "rss_1g" in args.only and "s3logfs" in bench.tools:
         bench.server.set_latency(0)
-        bench.rss(datasets["gzip"])
-        bench.rss(datasets["big"])
+        for tool in bench.lineup(["s3logfs"]):
+            bench.rss(tool, datasets["gzip"])
+            bench.rss(tool, datasets["big"])
 
 
 def report(bench: Bench, datasets: dict[str, Dataset]) -> str:
@@ -840,6 +892,40 @@ def report(bench: Bench, datasets: dict[str, Dataset]) -> str:
             cells.append(_format_cell(cell, ours_time, column == "s3logfs", scenario))
         lines.append(f"| {scenario} | {latency:g} ms | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def report_ab(bench: Bench) -> str:
+    """--ab: per cell, REV's and the working tree's median (with the range of the rounds) and
+    their ratio; peers run in the same rounds are shown for scale."""
+    peers = [name for name in TOOLS if name in bench.tools and name not in bench.baselines]
+    peers += ["passthrough"] if any(cell.tool == "passthrough" for cell in bench.cells) else []
+    lines = [
+        f"| scenario | latency | s3logfs@{bench.args.ab} | working tree | ratio |"
+        + "".join(f" {name} |" for name in peers),
+        "|---|---|---|---|---|" + "---|" * len(peers),
+    ]
+    cells = {(cell.scenario, cell.latency_ms, cell.tool): cell for cell in bench.cells}
+    keys = dict.fromkeys((cell.scenario, cell.latency_ms) for cell in bench.cells)
+    for scenario, latency in keys:
+        for name, baseline in bench.baselines.items():
+            new, old = cells.get((scenario, latency, name)), cells.get((scenario, latency, baseline.name))
+            if new is None or old is None:
+                continue
+            ratio = f"{new.median / old.median:.2f}" if new.median and old.median else "-"
+            label = scenario if name == "s3logfs" else f"{scenario} ({name})"
+            row = f"| {label} | {latency:g} ms | {_spread(old)} | {_spread(new)} | {ratio} |"
+            lines.append(row + "".join(f" {_spread(cells.get((scenario, latency, peer)))} |" for peer in peers))
+    return "\n".join(lines)
+
+
+def _spread(cell: Cell | None) -> str:
+    """The median, and the fastest and slowest run: how far one run can be trusted."""
+    if cell is None:
+        return "-"
+    if cell.median is None:
+        return "failed"
+    seconds = [run.seconds for run in cell.runs]
+    return f"{cell.median:.2f} s ({min(seconds):.2f}-{max(seconds):.2f})"
 
 
 def _format_cell(cell: Cell | None, ours: float | None, is_ours: bool, scenario: str) -> str:
@@ -880,8 +966,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench.py", description=__doc__.splitlines()[0])
     parser.add_argument("--latency-ms", default="0,30", help="comma-separated latencies per request (0,30)")
     parser.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS)}")
-    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the median is reported (3)")
+    parser.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)} (all; with --ab, "
+                        f"{','.join(AB_SCENARIOS)})")
+    parser.add_argument("--repeat", type=int, help="runs per cell, or rounds with --ab; medians are reported (3, 5)")
+    parser.add_argument("--ab", metavar="REV",
+                        help="measure s3logfs at git revision REV against the working tree, alternated")
     parser.add_argument("--budget", type=float, default=60.0,
                         help="seconds after which a cell stops repeating (60): slow peers run once")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply dataset sizes (1.0)")
@@ -891,10 +980,22 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     args.latency_ms = [float(value) for value in args.latency_ms.split(",")]
     args.tools = [name for name in args.tools.split(",") if name]
-    args.only = set(args.only.split(","))
+    args.only = set((args.only or ",".join(AB_SCENARIOS if args.ab else SCENARIOS)).split(","))
+    args.repeat = args.repeat or (5 if args.ab else 3)
     unknown = (set(args.tools) - set(TOOLS)) | (args.only - set(SCENARIOS))
     if unknown:
         parser.error(f"unknown: {', '.join(sorted(unknown))}")
+    if args.ab:
+        if args.only & {"scale", "handlers"}:
+            parser.error("--ab compares the read path: scale and handlers have no A/B mode")
+        if not set(args.tools) & {"s3logfs", "s3logfs-cat"}:
+            parser.error("--ab needs s3logfs or s3logfs-cat among --tools")
+        with checkout(args.ab) as args.ab_code:
+            return run(args, argv)
+    return run(args, argv)
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> int:
     if "handlers" in args.only:  # the logging handlers: scripts/bench_handlers.py, with its own server
         status = subprocess.call([sys.executable, str(ROOT / "scripts" / "bench_handlers.py"),
                                   "--repeat", str(args.repeat)])
@@ -917,7 +1018,7 @@ def main(argv: list[str]) -> int:
     finally:
         bench.server.stop()
         shutil.rmtree(bench.work, ignore_errors=True)
-    table = report(bench, datasets)
+    table = report_ab(bench) if args.ab else report(bench, datasets)
     about = machine()
     sizes = {name: {"objects": len(d.keys), "stored_bytes": d.stored_bytes, "decoded_bytes": d.decoded_bytes}
              for name, d in datasets.items()}
@@ -929,12 +1030,33 @@ def main(argv: list[str]) -> int:
     print("datasets: " + "; ".join(f"{name} {s['objects']} objects, {s['decoded_bytes'] / 1e6:.0f} MB decoded"
                                    for name, s in sizes.items()))
     if bench.cells:
-        print(table)
+        print(report_ab(bench) if args.ab else table)
     if scale_rows:
         print("scale (listings from the sorted-index server, GETs of seeded keys from shared bodies):")
         print(scale_report(scale_rows))
-    print(f"(every run is in {args.json}; ratios are the peer's median time over s3logfs's)")
+    if args.ab:
+        print(f"(every run is in {args.json}; ratio: the working tree's median over {args.ab}'s, "
+              f"{args.repeat} alternated rounds)")
+    else:
+        print(f"(every run is in {args.json}; ratios are the peer's median time over s3logfs's)")
     return 0 if all(cell.median is not None for cell in bench.cells) and all(row.ok for row in scale_rows) else 1
+
+
+@contextlib.contextmanager
+def checkout(revision: str) -> Iterator[Path]:
+    """A detached git worktree of ``revision``, removed afterwards; its code runs with this
+    virtualenv's packages."""
+    place = Path(tempfile.mkdtemp(prefix="s3logfs-ab-")) / "tree"
+    try:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--quiet", "--detach", str(place), revision],
+                       check=True)
+    except subprocess.CalledProcessError:
+        raise SystemExit(f"--ab: cannot check out {revision!r}") from None
+    try:
+        yield place
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(place)], check=False)
+        shutil.rmtree(place.parent, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- helpers run as subprocesses
