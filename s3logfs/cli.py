@@ -2,11 +2,16 @@
 
 Every failure the user can cause ends as one line on stderr and a non-zero exit, never
 a traceback. The commands only parse options and call the layers below.
+
+Each command imports the layers it uses when it runs, not before: ``--version``, ``--help``
+and ``bookmarks`` never load botocore (the S3 layer), ``cat`` never loads the FUSE binding,
+and nothing here loads boto3 (README, "Start-up"; ``tests/unit/test_startup_imports.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -31,15 +36,12 @@ from .config import (
     setup_logging,
     source_options,
 )
-from .engine.cache import DiskCache
 from .engine.records import MODES
-from .engine.s3 import S3Client, parse_source
-from .engine.window import Window, make_window
-from .engine.window_listing import list_window
 from .errors import S3LogFSError, UsageError
 
 if TYPE_CHECKING:
     from .engine.bookmarks import BookmarkStore
+    from .engine.window import Window
 
 log = logging.getLogger(__name__)
 
@@ -162,13 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> tuple[Settings, Path | None]:
     config_file = Path(args.config_file) if getattr(args, "config_file", None) else None
     config = file_options(read_config_file(config_file))
-    for name in sorted(set(config) - _option_names()):
+    unknown = set(config) - _option_names() if config else set()
+    for name in sorted(unknown):
         _note(f"warning: unknown option {name!r} in [options] of {find_config_file(config_file)} (ignored)")
     return Settings(vars(args), config), config_file
 
 
-def _option_names() -> set[str]:
-    """Every long option any command takes, as the config file spells it (``cache_hours``)."""
+@functools.cache
+def _option_names() -> frozenset[str]:
+    """Every long option any command takes, as the config file spells it (``cache_hours``).
+
+    Built from a second parser, so only when a config file sets options, and once.
+    """
     names: set[str] = set()
     parsers = [build_parser()]
     while parsers:
@@ -177,7 +184,7 @@ def _option_names() -> set[str]:
             if isinstance(action, argparse._SubParsersAction):
                 parsers.extend(action.choices.values())
             names.update(flag[2:].replace("-", "_") for flag in action.option_strings if flag.startswith("--"))
-    return names
+    return frozenset(names)
 
 
 def _add_records_option(parser: argparse.ArgumentParser) -> None:
@@ -201,10 +208,14 @@ def _add_window_options(parser: argparse.ArgumentParser) -> None:
 
 def window_option(args: argparse.Namespace) -> Window | None:
     """The window of ``--since``/``--until``; a bad time is a one-line :class:`UsageError`."""
+    from .engine.window import make_window
+
     return make_window(getattr(args, "since", None), getattr(args, "until", None))
 
 
 def mount_options(args: argparse.Namespace) -> MountOptions:
+    from .engine.s3 import parse_source
+
     settings, config_file = _settings(args)
     common = common_options(settings, config_file)
     bucket, prefix = parse_source(args.source)
@@ -239,6 +250,9 @@ def _cmd_umount(args: argparse.Namespace) -> int:
 
 def _cmd_cache(args: argparse.Namespace) -> int:
     from .engine import cache_root
+    from .engine.cache import DiskCache
+    from .engine.s3 import S3Client, parse_source
+    from .engine.window_listing import list_window
 
     settings, config_file = _settings(args)
     common = common_options(settings, config_file)
@@ -257,6 +271,8 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
 def _clear_caches(cache_dir: Path) -> int:
     """``cache clear``: the cache and its ``--raw`` and ``--records`` subdirectories, each said."""
+    from .engine.cache import DiskCache
+
     roots = [cache_dir, *sorted(path for path in (cache_dir / "raw", *cache_dir.glob("records-*")) if path.is_dir())]
     if not cache_dir.exists():
         print(f"no cache at {cache_dir}: nothing to remove")
@@ -267,6 +283,8 @@ def _clear_caches(cache_dir: Path) -> int:
 
 
 def cat_options(args: argparse.Namespace) -> CatOptions:
+    from .engine.s3 import parse_source
+
     settings, config_file = _settings(args)
     common = common_options(settings, config_file)
     bucket, prefix = parse_source(args.source)
@@ -290,8 +308,8 @@ def _cmd_cat(args: argparse.Namespace) -> int:
 def _cmd_bookmarks(args: argparse.Namespace) -> int:
     from .engine.bookmarks import BookmarkStore
 
-    settings, config_file = _settings(args)
-    store = BookmarkStore(common_options(settings, config_file).config_file)
+    config_file = _settings(args)[1]
+    store = BookmarkStore(find_config_file(config_file))  # no S3 options: nothing here reaches S3
     actions = {"list": _bookmarks_list, "get": _bookmark_get, "set": _bookmark_set, "rm": _bookmark_rm}
     actions[args.bookmarks_command or "list"](store, args)
     return 0
@@ -318,6 +336,7 @@ def _bookmark_get(store: BookmarkStore, args: argparse.Namespace) -> None:
 def _bookmark_set(store: BookmarkStore, args: argparse.Namespace) -> None:
     """Create or move a bookmark; one that belongs to another source is refused unless ``--force``."""
     from .engine.bookmarks import Bookmark, BookmarkTaken
+    from .engine.s3 import parse_source
 
     place = Bookmark.parse(args.place)
     if place.offset is not None:
@@ -343,6 +362,8 @@ def _bookmark_rm(store: BookmarkStore, args: argparse.Namespace) -> None:
 
 def _bookmark_source(text: str) -> str:
     """``s3://bucket/prefix`` from a source or from a mountpoint of s3logfs (its root's xattr)."""
+    from .engine.s3 import parse_source
+
     path = Path(text).expanduser()
     if not text.startswith("s3://") and path.is_dir():
         try:

@@ -16,16 +16,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import validation
-from .engine.cache import default_cache_dir
 from .engine.options import SourceOptions
 from .engine.records import MODES, NONE
-from .engine.s3 import S3Config
-from .engine.window import Window
 from .errors import UsageError
-from .redaction import RedactingFilter
+
+if TYPE_CHECKING:  # the S3 layer imports botocore: only the commands that reach S3 load it
+    from .engine.s3 import S3Config
+    from .engine.window import Window
 
 S3TAIL_OPTION_NAMES = {"cache_path": "cache_dir"}
 """s3tail's option names that s3logfs spells differently."""
@@ -174,12 +174,16 @@ class Settings:
 def s3_config(region: str | None = None, profile: str | None = None, endpoint_url: str | None = None,
               timeout: float = DEFAULT_TIMEOUT) -> S3Config:
     """How to reach S3, ``timeout`` (``--timeout``) checked and spread over botocore's timeouts."""
+    from .engine.s3 import S3Config
+
     timeout = validation.seconds("timeout", timeout, validation.MIN_TIMEOUT)
     return S3Config(region=region, profile=profile, endpoint_url=endpoint_url,
                     connect_timeout=min(timeout, CONNECT_TIMEOUT), read_timeout=timeout, timeout=timeout)
 
 
 def common_options(settings: Settings, config_file: Path | None) -> CommonOptions:
+    from .engine.cache import default_cache_dir
+
     max_size = settings.get("cache_max_size")
     log_file = settings.get("log_file")
     s3 = s3_config(
@@ -241,6 +245,8 @@ def setup_logging(level: str, log_file: Path | None) -> None:
     botocore's own lines (whole requests, signatures) come only at DEBUG, and redacted like
     every other line; libfuse's binding stays at WARNING.
     """
+    from .redaction import RedactingFilter
+
     handler: logging.Handler
     if log_file is not None:
         if not log_file.parent.is_dir():  # made by no one but the user: a typo must not create directories

@@ -6,32 +6,56 @@ the :mod:`.index` to the :mod:`.stream` reader; :mod:`.bookmarks` and the :mod:`
 protocol sit on top. The front ends (the mount in :mod:`s3logfs.fs`, ``s3logfs cat`` and
 :class:`s3logfs.LogStream`) build the same engine with :func:`build` from one
 :class:`SourceOptions`. Nothing here imports a front end or the FUSE binding.
+
+Importing this package, or one light module of it (:mod:`.cache`, :mod:`.bookmarks`,
+:mod:`.records`, :mod:`.options`), does not import the layers: :func:`build` does, and so does
+the first use of a name such as ``StreamCursor`` (:func:`__getattr__`). The S3 layer imports
+botocore, which the commands that never reach S3 (``--version``, ``--help``, ``bookmarks``)
+would otherwise load on every start.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import S3LogFSError
-from .bookmarks import BookmarkStore, StreamBookmarks
-from .cache import DiskCache, check_cache_dir
-from .catalog import Catalog
-from .cursor import StreamCursor
-from .fetcher import ObjectFetcher
-from .index import StreamIndex
-from .keystore import KeyStore
 from .options import SourceOptions
 from .records import cache_subdir
-from .s3 import S3Client
-from .stats import Stats
-from .stream import StreamReader
+
+if TYPE_CHECKING:
+    from .bookmarks import StreamBookmarks
+    from .cache import DiskCache
+    from .catalog import Catalog
+    from .cursor import StreamCursor
+    from .fetcher import ObjectFetcher
+    from .s3 import S3Client
+    from .stats import Stats
+    from .stream import StreamReader
 
 __all__ = ["Engine", "SourceOptions", "StreamCursor", "build", "cache_root", "dir_prefix"]
+
+_LAZY = {
+    "BookmarkStore": "bookmarks", "StreamBookmarks": "bookmarks", "DiskCache": "cache", "check_cache_dir": "cache",
+    "Catalog": "catalog", "StreamCursor": "cursor", "ObjectFetcher": "fetcher", "StreamIndex": "index",
+    "KeyStore": "keystore", "S3Client": "s3", "Stats": "stats", "StreamReader": "stream",
+}
+"""The names this package has always offered, each imported from its module on first use."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +110,8 @@ class Engine:
 
     def open_cursor(self, value: str | None) -> StreamCursor:
         """A cursor at ``value`` (``-b``: a bookmark name, ``KEY:LINE``, ``KEY@BYTE`` or an offset)."""
+        from .cursor import StreamCursor
+
         place, name = self.bookmarks.start_of(value)
         return StreamCursor(self.reader, self.bookmarks, place, name)
 
@@ -152,6 +178,16 @@ def build(options: SourceOptions, client: S3Client | None = None, stats: Stats |
     ``client`` is one that already passed the front end's checks, counting into ``stats``.
     ``size_ahead`` is for readers that seek (the mount; see :class:`StreamReader`).
     """
+    from .bookmarks import BookmarkStore, StreamBookmarks
+    from .cache import DiskCache, check_cache_dir
+    from .catalog import Catalog
+    from .fetcher import ObjectFetcher
+    from .index import StreamIndex
+    from .keystore import KeyStore
+    from .s3 import S3Client
+    from .stats import Stats
+    from .stream import StreamReader
+
     stats = stats or Stats()
     client = client or S3Client(options.bucket, options.s3, stats)
     check_cache_dir(options.cache_dir)  # the parent of a --raw or --records cache too

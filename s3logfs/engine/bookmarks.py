@@ -41,12 +41,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 from ..errors import S3LogFSError, UsageError
-from .cache import CachedObject
-from .catalog import Catalog
-from .index import StreamIndex
+
+if TYPE_CHECKING:  # annotations only: ``s3logfs bookmarks`` reads the store without the S3 layer (botocore)
+    from .cache import CachedObject
+    from .catalog import Catalog
+    from .index import StreamIndex
 
 SECTION = "bookmarks"
 _NAME = re.compile(r"^[A-Za-z0-9_.@+-][A-Za-z0-9_.@+=-]{0,199}$")

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .records import NONE
-from .s3 import S3Config
-from .window import Window
+
+if TYPE_CHECKING:  # annotations only: the command line builds options without importing botocore
+    from .s3 import S3Config
+    from .window import Window
 
 
 @dataclass(frozen=True)
