@@ -79,8 +79,8 @@ PREFIX = "logs/"
 TOOLS = ("s3logfs", "s3logfs-cat", "s3fs", "rclone", "s3tail", "awscli")
 COLD_ONLY_TOOLS = {"s3logfs-cat"}
 """Tools measured in the cold-read scenarios only: ``s3logfs cat`` next to the mount."""
-SCENARIOS = ("cold_small", "cold_gzip", "cached_reread", "tail_n", "ls_l", "tail_f", "rss_1g", "scale", "handlers")
-AB_SCENARIOS = ("cold_small", "cold_gzip", "cached_reread", "tail_n", "ls_l")
+SCENARIOS = ("cold_small", "cold_gzip", "cached_reread", "warm_remount", "tail_n", "ls_l", "tail_f", "rss_1g", "scale", "handlers")
+AB_SCENARIOS = ("cold_small", "cold_gzip", "cached_reread", "warm_remount", "tail_n", "ls_l")
 """What --ab runs unless --only says otherwise: the read path."""
 FOLLOW_POLL_SECONDS = 1.0
 """Every follower (s3logfs's poller and the peers' loops) lists S3 this often."""
@@ -159,17 +159,26 @@ def _alb_dataset(bucket: str, count: int, decoded_size: int, unique: int, seed: 
     return Dataset(bucket, keys, bodies, contents, True)
 
 
-def make_datasets(scale: float) -> dict[str, Dataset]:
+DATASETS_OF = {
+    "cold_small": ("small",), "cold_gzip": ("gzip",), "cached_reread": ("gzip",), "warm_remount": ("gzip",), "tail_n": ("many",),
+    "ls_l": ("many",), "tail_f": ("follow",), "rss_1g": ("gzip", "big"),
+}
+"""The datasets each scenario reads: only those are generated and uploaded."""
+
+
+def make_datasets(scale: float, scenarios: set[str]) -> dict[str, Dataset]:
     def scaled(count: int) -> int:
         return max(20, int(count * scale))
 
-    return {
-        "small": _s3_access_dataset("bench-small", scaled(2000), 100, seed=1),
-        "gzip": _alb_dataset("bench-gzip", scaled(200), 2_500_000, unique=20, seed=2),
-        "many": _s3_access_dataset("bench-many", scaled(10_000), 24, seed=3),
-        "big": _alb_dataset("bench-big", scaled(400), 2_500_000, unique=20, seed=2),
-        "follow": _s3_access_dataset("bench-follow", 20, 24, seed=4),
+    makers = {
+        "small": lambda: _s3_access_dataset("bench-small", scaled(2000), 100, seed=1),
+        "gzip": lambda: _alb_dataset("bench-gzip", scaled(200), 2_500_000, unique=20, seed=2),
+        "many": lambda: _s3_access_dataset("bench-many", scaled(10_000), 24, seed=3),
+        "big": lambda: _alb_dataset("bench-big", scaled(400), 2_500_000, unique=20, seed=2),
+        "follow": lambda: _s3_access_dataset("bench-follow", 20, 24, seed=4),
     }
+    wanted = {name for scenario in scenarios for name in DATASETS_OF.get(scenario, ())}
+    return {name: make() for name, make in makers.items() if name in wanted}
 
 
 # ----------------------------------------------------------------------------- the server
@@ -359,11 +368,11 @@ class S3logfsTool(Tool):
         binary = Path(sys.executable).parent / "s3logfs"  # a console script: the cwd is not on its path
         self.command = f"env PYTHONPATH={code} {binary}" if code else str(binary)
 
-    def mount(self, dataset: Dataset, mountpoint: Path, follow: bool = False) -> str:
-        cache = tempfile.mkdtemp(prefix="bench-cache-", dir=self.bench.work)
+    def mount(self, dataset: Dataset, mountpoint: Path, follow: bool = False, cache: Path | None = None) -> str:
+        cache = cache or Path(tempfile.mkdtemp(prefix="bench-cache-", dir=self.bench.work))
         poll = FOLLOW_POLL_SECONDS if follow else 0
         return (f"{self.command} mount {dataset.bucket}/{PREFIX} {mountpoint} --endpoint-url {self.url} "
-                f"--cache-dir {cache} --poll-interval {poll} -c {self.bench.work}/s3logfsrc")
+                f"--cache-dir {cache} --poll-interval {poll} -c {self.bench.work}/s3logfsrc {self.bench.args.s3logfs_args}")
 
     def read_all(self, dataset: Dataset, where: Path) -> str:
         return f"cat {where}/stream"
@@ -384,7 +393,7 @@ class S3logfsCatTool(S3logfsTool):
     def read_all(self, dataset: Dataset, where: Path) -> str:
         cache = tempfile.mkdtemp(prefix="bench-cache-", dir=self.bench.work)
         return (f"{self.command} cat {dataset.bucket}/{PREFIX} --endpoint-url {self.url} --cache-dir {cache} "
-                f"-c {self.bench.work}/s3logfsrc 2>/dev/null")
+                f"-c {self.bench.work}/s3logfsrc {self.bench.args.s3logfs_args} 2>/dev/null")
 
 
 class S3fsTool(Tool):
@@ -562,6 +571,20 @@ class Bench:
             sh(f"{prepare} && cat {where}/stream > /dev/null")
             return self.measure("cached_reread", tool, latency,
                                 lambda: self._check(*sh(f"cat {where}/stream | cksum"), dataset, None))
+
+    def warm_remount(self, tool: S3logfsTool, dataset: Dataset, latency: float) -> Cell:
+        """A new mount over a cache that an earlier mount filled, then ``cat stream``: the next
+        day's first read. The mount's start (index, cache checks) is in the time."""
+        cache = Path(tempfile.mkdtemp(prefix="bench-cache-", dir=self.work))
+        with self.place(tool, dataset) as (where, _):
+            sh(f"{tool.mount(dataset, where, cache=cache)} && cat {where}/stream > /dev/null")
+
+        def attempt() -> Run:
+            with self.place(tool, dataset) as (where, _):
+                seconds, out = sh(f"{tool.mount(dataset, where, cache=cache)} && cat {where}/stream | cksum")
+            return self._check(seconds, out, dataset, None)
+
+        return self.measure("warm_remount", tool, latency, attempt)
 
     def passthrough_read(self, dataset: Dataset, latency: float) -> Cell:
         """A bare pass-through FUSE read of the same bytes: the ceiling for a cached read."""
@@ -855,6 +878,9 @@ def run_round(bench: Bench, datasets: dict[str, Dataset]) -> None:
             for tool in bench.lineup(["s3logfs"]):
                 bench.cached_reread(tool, datasets["gzip"], latency)
             bench.passthrough_read(datasets["gzip"], latency)
+        if "warm_remount" in args.only and "s3logfs" in bench.tools:
+            for tool in bench.lineup(["s3logfs"]):
+                bench.warm_remount(tool, datasets["gzip"], latency)
         if "tail_n" in args.only:
             for tool in tools:
                 bench.tail_n(tool, datasets["many"], latency)
@@ -969,6 +995,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)} (all; with --ab, "
                         f"{','.join(AB_SCENARIOS)})")
     parser.add_argument("--repeat", type=int, help="runs per cell, or rounds with --ab; medians are reported (3, 5)")
+    parser.add_argument("--s3logfs-args", default="", metavar="ARGS",
+                        help="more options for s3logfs mount and cat, in one string (--s3logfs-args='--prefetch 16')")
     parser.add_argument("--ab", metavar="REV",
                         help="measure s3logfs at git revision REV against the working tree, alternated")
     parser.add_argument("--budget", type=float, default=60.0,
@@ -1004,7 +1032,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             return status
 
     sys.stderr.write("generating datasets...\n")
-    datasets = make_datasets(args.scale) if args.only - {"scale"} else {}
+    datasets = make_datasets(args.scale, args.only)
     bench = Bench(args)
     scale_rows: list[ScaleRow] = []
     try:

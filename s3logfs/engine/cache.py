@@ -102,6 +102,7 @@ class DiskCache:
     ) -> None:
         self.ephemeral = ephemeral
         self.root = root
+        self._root_text = os.fspath(root)
         self.max_age = max_age_hours * 3600.0
         self.max_bytes = max_bytes
         check_cache_dir(self.root)
@@ -120,14 +121,21 @@ class DiskCache:
         return self.root / digest[:2] / digest
 
     def lookup(self, bucket: str, key: str, etag: str) -> CachedObject | None:
-        """The cached content of ``key`` at ``etag``, or None."""
-        path, meta_path = self._paths(bucket, key)
+        """The cached content of ``key`` at ``etag``, or None.
+
+        A miss costs one failed ``open``: ``ls -l`` of a new prefix looks up every key. The
+        paths are strings until a hit needs a :class:`Path`.
+        """
+        digest = cache_hash(bucket, key)
+        content = f"{self._root_text}/{digest[:2]}/{digest}"
+        meta_path = content + META_SUFFIX
         try:
             raw_record, record_mtime = _read_record(meta_path)
             meta = json.loads(raw_record)
-            stat = path.stat()
+            stat = os.stat(content)
         except (OSError, ValueError, RecursionError):
             return None
+        path = Path(content)
         if not isinstance(meta, dict):
             return None
         if meta.get("etag") != etag or meta.get("ino") != stat.st_ino or meta.get("size") != stat.st_size:
@@ -351,7 +359,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-def _read_record(path: Path) -> tuple[bytes, float]:
+def _read_record(path: str) -> tuple[bytes, float]:
     """A record's bytes and mtime, in four system calls (``read_bytes`` and ``stat`` make eight)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:

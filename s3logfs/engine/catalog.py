@@ -124,10 +124,10 @@ class Entry:
 
     __slots__ = ("_columns", "index", "_key")
 
-    def __init__(self, columns: _Columns, index: int) -> None:
+    def __init__(self, columns: _Columns, index: int, key: str | None = None) -> None:
         self._columns = columns
         self.index = index
-        self._key: str | None = None
+        self._key: str | None = key
         """The key once decoded: a position's key never changes, and a view is asked for it often."""
 
     def __eq__(self, other: object) -> bool:
@@ -154,6 +154,11 @@ class Entry:
     @info.setter
     def info(self, info: ObjectInfo) -> None:
         self._columns.set_info(self.index, info)
+
+    @property
+    def last_modified(self) -> float:
+        """``info.last_modified``, without the key decoded for the whole record."""
+        return self._columns.modified[self.index]
 
     @property
     def size(self) -> int | None:
@@ -279,6 +284,15 @@ class Catalog:
         self.loaded = threading.Event()
         """Set once the mount-time listing is in, or has failed: the catalog then holds all it will."""
         self._grew = threading.Condition(self._lock)
+
+    def entry_of_key_id(self, key_id: int, key: str | None = None) -> Entry:
+        """The entry of the key interned as ``key_id`` in :attr:`keys` (``key``, if the caller
+        has it decoded already): ``by_key`` without the key decoded and compared. KeyError if
+        the catalog does not hold it."""
+        position = self._columns.positions.position_of_id(key_id)
+        if position is None:
+            raise KeyError(key_id)
+        return Entry(self._columns, position, key)
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener`` with each batch of new entries, in stream order."""

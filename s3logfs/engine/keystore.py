@@ -278,7 +278,7 @@ class KeyPositions:
 
     def get(self, key: str) -> int | None:
         key_id = self.store.find(key)
-        return None if key_id is None else self._position_of_id(key_id)
+        return None if key_id is None else self.position_of_id(key_id)
 
     def append(self, key: str) -> int:
         """Add ``key`` (not present yet) at the next position, and return that position."""
@@ -291,16 +291,17 @@ class KeyPositions:
         columns in between, and a reader never finds the key before they are filled.
         """
         key_id = self.store.intern(key)
-        return None if self._position_of_id(key_id) is not None else key_id
+        return None if self.position_of_id(key_id) is not None else key_id
 
     def add(self, key: str) -> int | None:
         """Add ``key`` at the next position and return it; None if ``key`` has a position already."""
         key_id = self.store.intern(key)
-        if self._position_of_id(key_id) is not None:
+        if self.position_of_id(key_id) is not None:
             return None
         return self.append_id(key_id)
 
-    def _position_of_id(self, key_id: int) -> int | None:
+    def position_of_id(self, key_id: int) -> int | None:
+        """The position of the key of ``key_id`` here, or None."""
         if self._ids is None:
             return key_id if key_id < self._count else None
         positions = self._positions

@@ -80,6 +80,9 @@ class ReadPosition:
     fd_position: int = -1
     data_size: int = 0
     adds_newline: bool = False
+    ahead_from: int = 0
+    ahead_to: int = 0
+    """The positions ``[ahead_from, ahead_to)`` this reader has already handed to the read-ahead."""
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -210,13 +213,17 @@ class StreamReader:
         for offset in range(len(entries) - 1, -1, -1):
             if budget == 0:
                 break
-            if self._needs_probe(entries[offset], spans[offset]):
+            if self._needs_probe(entries[offset], spans, offset):
                 self._submit_probe(start + offset, entries[offset])
                 budget -= 1
 
-    def _needs_probe(self, entry: Entry, span: Span) -> bool:
-        """Whether only a trailer probe can size this entry (a gzip name, nothing known of it)."""
-        if span.exact or entry.size is not None or not looks_gzip_named(entry.key):
+    def _needs_probe(self, entry: Entry, spans: Sequence[Span], position: int) -> bool:
+        """Whether only a trailer probe can size this entry (a gzip name, nothing known of it).
+
+        The span at ``position`` is decoded last: the mount's first batch asks this of
+        every key of a prefix that holds no gzip.
+        """
+        if entry.size is not None or not looks_gzip_named(entry.key) or spans[position].exact:
             return False
         saved = self._saved.get(entry.key)
         return saved is None or saved.etag != entry.info.etag or (not saved.exact and saved.length == 0)
@@ -233,7 +240,7 @@ class StreamReader:
         first = max(0, position - PROBE_NEAR_OBJECTS // 2)
         for nearby in range(first, min(len(self.index), first + PROBE_NEAR_OBJECTS)):
             entry = self.catalog.by_key[self.index.spans[nearby].key]
-            if self._needs_probe(entry, self.index.spans[nearby]):
+            if self._needs_probe(entry, self.index.spans, nearby):
                 self._submit_probe(nearby, entry)
 
     def _probe_one(self, position: int, entry: Entry) -> None:
@@ -292,7 +299,7 @@ class StreamReader:
         remaining = size
         while remaining > 0 and position < len(self.index):
             if read_ahead and cursor.fd_position != position:
-                self._read_ahead(position + 1)
+                self._read_ahead(cursor, position + 1)
             try:
                 self._open(cursor, position)
             except S3LogFSError:
@@ -388,9 +395,18 @@ class StreamReader:
         log.warning("skipped s3://%s/%s in the stream (--skip-errors): %s", self.catalog.bucket,
                     entry.key, error)
 
-    def _read_ahead(self, start: int) -> None:
-        for position in range(start, min(start + self.prefetch, len(self.index))):
+    def _read_ahead(self, cursor: ReadPosition, start: int) -> None:
+        """Hand the ``prefetch`` positions from ``start`` to the read-ahead.
+
+        A sequential reader moves its window one object at a time, so only the positions
+        new to the window are handed over: one per object, not ``prefetch`` (each costs a
+        span and a key decoded from the compact index).
+        """
+        end = min(start + self.prefetch, len(self.index))
+        first = max(start, cursor.ahead_to) if cursor.ahead_from <= start <= cursor.ahead_to else start
+        for position in range(first, end):
             self.prefetch_position(position)
+        cursor.ahead_from, cursor.ahead_to = start, max(end, first)
 
     def prefetch_position(self, position: int) -> None:
         """Fetch and decode the object at ``position`` in the background, once."""

@@ -44,6 +44,9 @@ FIRST_KEY_INO = 16
 """Inodes below this are the mount's own entries; per-key files and directories count up from it."""
 FIRST_CURSOR_INO = 1 << 40
 """Cursor files (``.bookmarks/NAME``) count up from here, far above any key's."""
+RECENT_NAMES = 16384
+"""How many recently listed or looked-up names the tree keeps at hand (about 3 MB): ``ls -l``
+of a directory up to this size decodes each key once, in the listing."""
 RESERVED_ROOT_NAMES = frozenset({"stream", ".bookmarks"})
 """Root names of the mount's own entries: a key of that name gets another name."""
 _TRUNCATED_KEEP = 200
@@ -126,11 +129,22 @@ class DirNode:
 
 @dataclass(frozen=True, slots=True)
 class FileNode:
-    """A per-key file of the mount: a view made on demand, equal to any other of the same file."""
+    """A per-key file of the mount: a view made on demand, equal to any other of the same file.
+
+    It holds its key's id in the shared key store, not the key: most callers (``stat``,
+    ``ls -l``) want only the catalog entry, found by that id with nothing decoded.
+    """
 
     ino: int
     name: str
-    key: str
+    key_id: int
+    store: KeyStore = field(compare=False, repr=False)
+    known_key: str | None = field(default=None, compare=False, repr=False)
+    """The key, when making the node decoded it anyway (to name a listed file)."""
+
+    @property
+    def key(self) -> str:
+        return self.known_key if self.known_key is not None else self.store.key(self.key_id)
 
 
 class _Children(ItemView["DirNode | FileNode"]):
@@ -176,6 +190,11 @@ class Tree:
         self._odd_names: dict[int, str] = {}
         """File id -> name, for the names that are not the default of their key."""
         self._files = HashPositions(lambda file: self._hashes[file])
+        self._recent: dict[tuple[int, str], int] = {}
+        """(directory inode, name) -> file id of the names listed or looked up lately, oldest
+        first: ``ls -l`` looks each name up right after listing it, and a name found here
+        costs no key decoded. Names never change, so an entry never goes stale."""
+        self._recent_lock = threading.Lock()
         self._lock = threading.Lock()
 
     def add(self, key: str, mtime: float) -> FileNode:
@@ -199,7 +218,7 @@ class Tree:
                 self._odd_names[file] = name
             self._files.add(hashed, file)
             parent.refs.append(file)
-            return FileNode(self._inos[file], name, key)
+            return self._file_node(file, name, key)
 
     def lookup(self, path: str) -> DirNode | FileNode | None:
         """The node at an absolute path (``/`` is the root), or None."""
@@ -234,26 +253,48 @@ class Tree:
         """The node a directory's child reference stands for."""
         if ref < 0:
             return self._dirs[_DIR_REF - ref]
-        return FileNode(self._inos[ref], self._name_of(ref), self._key_of(ref))
+        key = self._key_of(ref)
+        name = self._name_from_key(ref, key)
+        self._remember(self._parents[ref], name, ref)  # a directory listing is followed by lookups
+        return self._file_node(ref, name, key)
+
+    def _file_node(self, file: int, name: str, key: str | None = None) -> FileNode:
+        return FileNode(self._inos[file], name, self._file_keys.key_id(file), self.keys, key)
 
     def _child(self, parent: DirNode, name: str) -> DirNode | FileNode | None:
         found = parent.dirs.get(name)
         if found is not None:
             return found
         file = self._find_file(parent, name)
-        return None if file is None else FileNode(self._inos[file], name, self._key_of(file))
+        return None if file is None else self._file_node(file, name)
 
     def _find_file(self, parent: DirNode, name: str) -> int | None:
+        recent = self._recent.get((parent.ino, name))
+        if recent is not None:
+            return recent
         hashed = _name_hash(parent.ino, name)
         hashes, parents = self._hashes, self._parents
-        return self._files.find(hashed, lambda file: hashes[file] == hashed and parents[file] == parent.ino
+        file = self._files.find(hashed, lambda file: hashes[file] == hashed and parents[file] == parent.ino
                                 and self._name_of(file) == name)
+        if file is not None:
+            self._remember(parent.ino, name, file)
+        return file
+
+    def _remember(self, parent_ino: int, name: str, file: int) -> None:
+        with self._recent_lock:
+            self._recent[(parent_ino, name)] = file
+            if len(self._recent) > RECENT_NAMES:
+                del self._recent[next(iter(self._recent))]
 
     def _name_of(self, file: int) -> str:
         odd = self._odd_names.get(file)
+        return odd if odd is not None else self._name_from_key(file, self._key_of(file))
+
+    def _name_from_key(self, file: int, key: str) -> str:
+        odd = self._odd_names.get(file)
         if odd is not None:
             return odd
-        raw = _leaf(self._key_of(file)[len(self.dir_prefix) :])
+        raw = _leaf(key[len(self.dir_prefix) :])
         return _fit_length(self._file_names(raw)[0], raw)
 
     def _key_of(self, file: int) -> str:

@@ -181,14 +181,14 @@ class LogFilesystem:
 
     def _node_attrs(self, node: DirNode | FileNode, is_root: bool = False) -> dict[str, int]:
         if isinstance(node, FileNode):
-            entry = self.catalog.by_key[node.key]
+            entry = self.catalog.entry_of_key_id(node.key_id, node.known_key)
             size, _ = self.catalog.decoded_size(entry)
             return self._file_attrs(node, entry, size)
         mtime = self.catalog.mtime if is_root else node.mtime
         return self._stat(DIR_MODE, node.ino, 0, mtime or self.started, nlink=2)
 
     def _file_attrs(self, node: FileNode, entry: Entry, size: int) -> dict[str, int]:
-        return self._stat(FILE_MODE, node.ino, size, entry.info.last_modified)
+        return self._stat(FILE_MODE, node.ino, size, entry.last_modified)
 
     def _stat(self, mode: int, ino: int, size: int, mtime: float, nlink: int = 1) -> dict[str, int]:
         mtime_ns = int(mtime * _NS)
@@ -278,7 +278,7 @@ class LogFilesystem:
                 return DirEntry(child.name, self._node_attrs(child), next_offset, complete=True)
             return DirEntry(child.name, _short(DIR_MODE, child.ino), next_offset)
         if full:
-            entry = self.catalog.by_key[child.key]
+            entry = self.catalog.entry_of_key_id(child.key_id, child.known_key)
             size = self.catalog.local_size(entry)
             if size is not None:
                 return DirEntry(child.name, self._file_attrs(child, entry, size), next_offset, complete=True)
@@ -312,7 +312,7 @@ class LogFilesystem:
         node = self._lookup(path)
         if not isinstance(node, FileNode):
             raise NotFound(path)
-        entry = self.catalog.by_key[node.key]
+        entry = self.catalog.entry_of_key_id(node.key_id, node.known_key)
         self.catalog.revalidate(entry, self.options.revalidate_after)
         cached, fd = self.catalog.open_decoded(entry)
         keep_cache = self._opened_etags.get(node.ino) == cached.etag
@@ -389,7 +389,7 @@ class LogFilesystem:
             if node is None:
                 raise NotFound(path)
             return {}
-        return self._entry_xattrs(self.catalog.by_key[node.key])
+        return self._entry_xattrs(self.catalog.entry_of_key_id(node.key_id, node.known_key))
 
     def _entry_xattrs(self, entry: Entry) -> dict[str, bytes]:
         info = entry.info
