@@ -18,12 +18,15 @@ import botocore.handlers
 import botocore.parsers
 import botocore.utils
 
+LIST_V2_OPERATION = "ListObjectsV2"
 LIST_V2_OUTPUT = "ListObjectsV2Output"
 LIST_V2_END = b"</ListBucketResult>"
 _TOP_STRINGS = {"Name", "Prefix", "Delimiter", "StartAfter", "ContinuationToken", "NextContinuationToken",
                 "EncodingType"}
 _TOP_INTEGERS = {"KeyCount", "MaxKeys"}
 _ITEM_STRINGS = {"Key", "ETag", "StorageClass", "ChecksumType"}
+_ITEM_NAMES = frozenset(_ITEM_STRINGS | {"Size", "LastModified", "ChecksumAlgorithm", "Owner"})
+"""Every member of a ``Contents`` item that :func:`parse_list_v2` returns."""
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -97,11 +100,24 @@ class FastRestXMLParser(botocore.parsers.RestXMLParser):
                        final_parsed: dict[str, Any]) -> None:
         if shape.name == LIST_V2_OUTPUT and response["status_code"] == 200 and response["body"]:
             try:
-                final_parsed.update(parse_list_v2(response["body"]))
-                return
+                parsed = parse_list_v2(response["body"])
             except (_UnexpectedElement, ElementTree.ParseError, ValueError):
                 pass
-        super()._parse_payload(response, shape, member_shapes, final_parsed)
+            else:
+                _drop_unmodelled(parsed, shape)
+                final_parsed.update(parsed)
+                return
+        super()._parse_payload(response, shape, member_shapes, final_parsed)  # type: ignore[misc]
+
+
+def _drop_unmodelled(parsed: dict[str, Any], shape: Any) -> None:
+    """Leave out what this botocore's S3 model does not have, as its own parser does (``ChecksumType``
+    is in the model from botocore 1.36.0): one set difference a page when the model has them all."""
+    unmodelled = _ITEM_NAMES - shape.members["Contents"].member.members.keys()
+    if unmodelled:
+        for item in parsed.get("Contents", ()):
+            for name in unmodelled:
+                item.pop(name, None)
 
 
 class ParserFactory(botocore.parsers.ResponseParserFactory):
@@ -109,27 +125,38 @@ class ParserFactory(botocore.parsers.ResponseParserFactory):
 
     def create_parser(self, protocol_name: str) -> Any:
         if protocol_name == "rest-xml":
-            return FastRestXMLParser(**self._defaults)
+            return FastRestXMLParser(**self._defaults)  # type: ignore[attr-defined]
         return super().create_parser(protocol_name)
 
 
-def skip_second_listing_parse(events: Any) -> None:
-    """Check listings for S3's "200 with an error inside" without parsing them twice.
+def handle_200_errors(events: Any) -> None:
+    """Retry a listing that S3 answers with "200" and an ``<Error>`` body, and check whole listings for
+    that without parsing them twice.
 
     botocore parses every S3 response body once to see whether a 200 hides an error, and
     once more for its content. A listing that ends with its closing root element is
     whole and not an error, which costs no parse; any other listing body, and every
-    other operation, gets botocore's check. Nothing changes if botocore renames it.
+    other operation, gets botocore's check. A botocore without that check (before 1.35.45)
+    reads such a listing as an empty one: a listing body that is not whole is then checked
+    with botocore's older check for copies, which makes it a 500 for the retry handler.
     """
     botocore_check = getattr(botocore.handlers, "_handle_200_error", None)
     if botocore_check is None:
+        events.register_first(f"needs-retry.s3.{LIST_V2_OPERATION}", _check_listing_after_parse)
         return
 
     def check(operation_model: Any, response_dict: dict[str, Any], **kwargs: Any) -> None:
-        whole_listing = (operation_model.name == "ListObjectsV2" and response_dict
+        whole_listing = (operation_model.name == LIST_V2_OPERATION and response_dict
                          and response_dict["body"].rstrip().endswith(LIST_V2_END))
         if not whole_listing:
             botocore_check(operation_model=operation_model, response_dict=response_dict, **kwargs)
 
     events.unregister("before-parse.s3.*", botocore_check)
     events.register_first("before-parse.s3.*", check)
+
+
+def _check_listing_after_parse(response: Any = None, **_: Any) -> None:
+    """A ``needs-retry`` hook: a 200 listing that is not whole may be an error (botocore before 1.35.45)."""
+    http = response[0] if response is not None else None
+    if http is not None and http.status_code == 200 and not http.content.rstrip().endswith(LIST_V2_END):
+        botocore.handlers.check_for_200_error(response)

@@ -19,7 +19,7 @@ import urllib.parse
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import botocore.config
 import botocore.exceptions
@@ -36,7 +36,7 @@ from ..errors import (
     S3Error,
     UsageError,
 )
-from .listing_parser import ParserFactory, parse_timestamp, skip_second_listing_parse
+from .listing_parser import ParserFactory, handle_200_errors, parse_timestamp
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class S3Config:
     """``--timeout``: the longest a call, its retries included, or an object's download may go
     without an answer or a byte. Past it nothing is retried: the call fails (EIO for a read)."""
     max_attempts: int = 6
-    retry_mode: str = "adaptive"
+    retry_mode: Literal["legacy", "standard", "adaptive"] = "adaptive"
 
     @property
     def resolved_endpoint(self) -> str | None:
@@ -180,16 +180,29 @@ class S3Client:
             )
         except botocore.exceptions.ProfileNotFound as error:
             raise CredentialsError(f"AWS profile not found: {config.profile}") from error
-        skip_second_listing_parse(client.meta.events)
+        handle_200_errors(client.meta.events)
         return client
 
-    def _retry_before_deadline(self, **_: Any) -> bool | None:
-        """botocore's ``needs-retry`` hook, run before its retry handler: False (no retry) once
-        the calling thread is past its deadline; None lets botocore's retry mode decide."""
+    def _retry_before_deadline(self, response: Any = None, caught_exception: BaseException | None = None,
+                               operation: Any = None, **_: Any) -> None:
+        """botocore's ``needs-retry`` hook, run before its retry handler, for every response.
+
+        Before the calling thread's deadline, and for a successful response, it answers None:
+        botocore's retry mode decides. Past the deadline it ends a failed call by raising what
+        the call would raise without a retry: the caught exception, or the ``ClientError`` of an
+        error response, as botocore's client does. It never answers False: some botocore
+        releases take any answer but None as a delay in seconds, and False as "retry at once".
+        """
         deadline = getattr(self._deadline, "value", None)
-        if deadline is not None and time.monotonic() >= deadline:
-            return False
-        return None
+        if deadline is None or time.monotonic() < deadline:
+            return
+        if caught_exception is not None:
+            raise caught_exception
+        if response is not None:
+            http, parsed = response
+            if http.status_code >= 300 or "Error" in parsed:
+                code = parsed.get("Error", {}).get("Code")
+                raise self._client.exceptions.from_code(code)(parsed, operation.name)
 
     def _call(self, operation: str, key: str | None = None, deadline: float | None = None, **params: Any) -> Any:
         """Run one S3 call, count it, and translate its failure into our error tree.
