@@ -214,7 +214,7 @@ def window_option(args: argparse.Namespace) -> Window | None:
 
 
 def mount_options(args: argparse.Namespace) -> MountOptions:
-    from .engine.s3 import parse_source
+    from .engine.options import parse_source
 
     settings, config_file = _settings(args)
     common = common_options(settings, config_file)
@@ -251,7 +251,8 @@ def _cmd_umount(args: argparse.Namespace) -> int:
 def _cmd_cache(args: argparse.Namespace) -> int:
     from .engine import cache_root
     from .engine.cache import DiskCache
-    from .engine.s3 import S3Client, parse_source
+    from .engine.options import parse_source
+    from .engine.s3 import S3Client
     from .engine.window_listing import list_window
 
     settings, config_file = _settings(args)
@@ -283,7 +284,7 @@ def _clear_caches(cache_dir: Path) -> int:
 
 
 def cat_options(args: argparse.Namespace) -> CatOptions:
-    from .engine.s3 import parse_source
+    from .engine.options import parse_source
 
     settings, config_file = _settings(args)
     common = common_options(settings, config_file)
@@ -336,7 +337,7 @@ def _bookmark_get(store: BookmarkStore, args: argparse.Namespace) -> None:
 def _bookmark_set(store: BookmarkStore, args: argparse.Namespace) -> None:
     """Create or move a bookmark; one that belongs to another source is refused unless ``--force``."""
     from .engine.bookmarks import Bookmark, BookmarkTaken
-    from .engine.s3 import parse_source
+    from .engine.options import parse_source
 
     place = Bookmark.parse(args.place)
     if place.offset is not None:
@@ -362,7 +363,7 @@ def _bookmark_rm(store: BookmarkStore, args: argparse.Namespace) -> None:
 
 def _bookmark_source(text: str) -> str:
     """``s3://bucket/prefix`` from a source or from a mountpoint of s3logfs (its root's xattr)."""
-    from .engine.s3 import parse_source
+    from .engine.options import parse_source
 
     path = Path(text).expanduser()
     if not text.startswith("s3://") and path.is_dir():

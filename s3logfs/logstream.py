@@ -21,7 +21,7 @@ from . import engine
 from .config import DEFAULT_TIMEOUT, Settings, common_options, source_options
 from .engine import Engine, StreamCursor
 from .engine.bookmarks import Bookmark
-from .engine.s3 import parse_source
+from .engine.options import parse_source
 from .engine.window import make_window
 from .errors import UsageError
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import UsageError
 from .records import NONE
 
 if TYPE_CHECKING:  # annotations only: the command line builds options without importing botocore
@@ -48,3 +49,13 @@ class SourceOptions:
     def url(self) -> str:
         """``s3://bucket/prefix``: how bookmarks and the mount's root name this source."""
         return f"s3://{self.bucket}/{self.prefix}"
+
+
+def parse_source(source: str) -> tuple[str, str]:
+    """Split ``[s3://]BUCKET[/PREFIX]`` into bucket and prefix (here, not in ``s3``: the
+    commands that only name a source, such as ``bookmarks set``, need no botocore)."""
+    text = source.removeprefix("s3://")
+    bucket, _, prefix = text.partition("/")
+    if not bucket:
+        raise UsageError(f"no bucket in {source!r}: expected [s3://]BUCKET[/PREFIX]")
+    return bucket, prefix

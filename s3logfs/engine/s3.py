@@ -114,15 +114,6 @@ def _check_endpoint(endpoint: str | None) -> None:
         raise UsageError(f"bad endpoint URL {endpoint!r}, it needs http:// or https:// and a host{hint}")
 
 
-def parse_source(source: str) -> tuple[str, str]:
-    """Split ``[s3://]BUCKET[/PREFIX]`` into bucket and prefix."""
-    text = source.removeprefix("s3://")
-    bucket, _, prefix = text.partition("/")
-    if not bucket:
-        raise UsageError(f"no bucket in {source!r}: expected [s3://]BUCKET[/PREFIX]")
-    return bucket, prefix
-
-
 def _object_info(item: dict[str, Any]) -> ObjectInfo:
     """One ``Contents`` item of a parsed listing."""
     return ObjectInfo(

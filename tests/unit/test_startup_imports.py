@@ -55,6 +55,7 @@ def _loaded(modules: list[str], packages: tuple[str, ...]) -> list[str]:
     (["cat", "--help"], b"usage: s3logfs cat"),
     (["bookmarks", "list"], b"nightly\ts3://b/logs/\t"),
     (["bookmarks"], b"nightly\ts3://b/logs/\t"),
+    (["bookmarks", "set", "mine", "s3://b/logs/", "logs/k:0"], b""),
 ])
 def test_commands_that_never_reach_s3_import_no_sdk_and_no_fuse(tmp_path: Path, args: list[str], output: bytes) -> None:
     config = tmp_path / "config.ini"  # options in it: the check for unknown ones runs too
