@@ -155,7 +155,10 @@ class StreamReader:
             del spans  # a span (and a key) per listed object: freed before the save, which takes a while
             self.index.save()
         except Exception:  # the index thread must outlive any one batch
-            log.exception("cannot add %d object(s) to the stream", len(entries))
+            if self._closed.is_set():  # unmounted meanwhile: its pools refuse new work, which is no fault
+                log.debug("unmounted: %d listed object(s) dropped", len(entries))
+            else:
+                log.exception("cannot add %d object(s) to the stream", len(entries))
         finally:
             self.ready.set()
 
