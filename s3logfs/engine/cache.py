@@ -117,8 +117,12 @@ class DiskCache:
         return cls(Path(tempfile.mkdtemp(prefix="s3logfs-nocache-")), 0, max_bytes, ephemeral=True)
 
     def path_for(self, bucket: str, key: str) -> Path:
+        return Path(self._content_path(bucket, key))
+
+    def _content_path(self, bucket: str, key: str) -> str:
+        """``CACHE/<h[0:2]>/<h>``, s3tail's layout, as a string (the lookups that miss need no ``Path``)."""
         digest = cache_hash(bucket, key)
-        return self.root / digest[:2] / digest
+        return f"{self._root_text}/{digest[:2]}/{digest}"
 
     def lookup(self, bucket: str, key: str, etag: str) -> CachedObject | None:
         """The cached content of ``key`` at ``etag``, or None.
@@ -126,8 +130,7 @@ class DiskCache:
         A miss costs one failed ``open``: ``ls -l`` of a new prefix looks up every key. The
         paths are strings until a hit needs a :class:`Path`.
         """
-        digest = cache_hash(bucket, key)
-        content = f"{self._root_text}/{digest[:2]}/{digest}"
+        content = self._content_path(bucket, key)
         meta_path = content + META_SUFFIX
         try:
             raw_record, record_mtime = _read_record(meta_path)

@@ -154,11 +154,13 @@ class StreamReader:
                 self._probe_in_background(start, entries, spans)
             del spans  # a span (and a key) per listed object: freed before the save, which takes a while
             self.index.save()
+        except RuntimeError as error:
+            if not self._closed.is_set():
+                raise
+            # unmounted meanwhile: its pools refuse new work, which is no fault
+            log.debug("unmounted while adding %d listed object(s): %s", len(entries), error)
         except Exception:  # the index thread must outlive any one batch
-            if self._closed.is_set():  # unmounted meanwhile: its pools refuse new work, which is no fault
-                log.debug("unmounted: %d listed object(s) dropped", len(entries))
-            else:
-                log.exception("cannot add %d object(s) to the stream", len(entries))
+            log.exception("cannot add %d object(s) to the stream", len(entries))
         finally:
             self.ready.set()
 
@@ -403,7 +405,8 @@ class StreamReader:
 
         A sequential reader moves its window one object at a time, so only the positions
         new to the window are handed over: one per object, not ``prefetch`` (each costs a
-        span and a key decoded from the compact index).
+        span and a key decoded from the compact index). A read-ahead that failed is not
+        handed over again; the reader fetches that object itself when it gets there.
         """
         end = min(start + self.prefetch, len(self.index))
         first = max(start, cursor.ahead_to) if cursor.ahead_from <= start <= cursor.ahead_to else start

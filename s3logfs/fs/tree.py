@@ -30,6 +30,7 @@ import hashlib
 import re
 import threading
 from array import array
+from collections import OrderedDict
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -190,7 +191,7 @@ class Tree:
         self._odd_names: dict[int, str] = {}
         """File id -> name, for the names that are not the default of their key."""
         self._files = HashPositions(lambda file: self._hashes[file])
-        self._recent: dict[tuple[int, str], int] = {}
+        self._recent: OrderedDict[tuple[int, str], int] = OrderedDict()
         """(directory inode, name) -> file id of the names listed or looked up lately, oldest
         first: ``ls -l`` looks each name up right after listing it, and a name found here
         costs no key decoded. Names never change, so an entry never goes stale."""
@@ -284,7 +285,7 @@ class Tree:
         with self._recent_lock:
             self._recent[(parent_ino, name)] = file
             if len(self._recent) > RECENT_NAMES:
-                del self._recent[next(iter(self._recent))]
+                self._recent.popitem(last=False)  # a dict's first-key deletion slows as its front empties
 
     def _name_of(self, file: int) -> str:
         odd = self._odd_names.get(file)
