@@ -7,6 +7,7 @@ test module (or a process it spawns) that imports this stays light.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -16,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -191,6 +192,25 @@ def put_all(s3: Any, bucket: str, contents: dict[str, bytes]) -> None:
 def gets_of(server: LocalS3Server, key: str) -> list:
     """The GETs of ``key`` the server has answered."""
     return [request for request in server.counters.of_kind("get") if request.key == key]
+
+
+@contextlib.contextmanager
+def served_view(options: Any) -> Iterator[tuple[Any, Any]]:
+    """The mount without FUSE: a loaded engine for ``options`` (a ``SourceOptions``) under its
+    ``LogFilesystem``, closed afterwards; yields ``(view, engine)``."""
+    from s3logfs import engine
+    from s3logfs.fs.view import LogFilesystem, ViewOptions
+
+    served = engine.build(options)
+    view = LogFilesystem(served, ViewOptions(source=options.url, revalidate_after=60.0, uid=os.getuid(),
+                                             gid=os.getgid()))
+    served.load()
+    served.reader.ready.wait(30)
+    try:
+        yield view, served
+    finally:
+        view.close()
+        served.close()
 
 
 def count_fast_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:

@@ -17,15 +17,14 @@ from typing import Any
 
 import pytest
 
-from s3logfs import engine
 from s3logfs.engine import Engine, SourceOptions
 from s3logfs.engine.cache import DiskCache
 from s3logfs.engine.keystore import KeyStore
 from s3logfs.engine.s3 import S3Config
 from s3logfs.engine.stream import StreamReader
-from s3logfs.fs.view import LogFilesystem, ViewOptions
+from s3logfs.fs.view import LogFilesystem
 
-from helpers import reference
+from helpers import reference, served_view
 
 OBJECTS = 40
 PREFETCH = 8
@@ -42,16 +41,8 @@ def mounted(request: pytest.FixtureRequest, s3: Any, bucket: str, server: Any,
     options = SourceOptions(bucket=bucket, prefix="logs/", s3=S3Config(endpoint_url=server.endpoint_url),
                             cache_dir=tmp_path / "cache", bookmarks_file=tmp_path / "config.ini", poll_interval=0,
                             prefetch=PREFETCH)
-    served = engine.build(options)
-    view = LogFilesystem(served, ViewOptions(source=options.url, revalidate_after=60.0, uid=os.getuid(),
-                                             gid=os.getgid()))
-    served.load()
-    served.reader.ready.wait(30)
-    try:
+    with served_view(options) as (view, served):
         yield view, served
-    finally:
-        view.close()
-        served.close()
 
 
 def _key(number: int, compressed: bool = True) -> str:

@@ -18,14 +18,13 @@ from typing import Any
 
 import pytest
 
-from s3logfs import engine
 from s3logfs.engine import Engine, SourceOptions
 from s3logfs.engine.s3 import S3Config
 from s3logfs.errors import errno_for
 from s3logfs.fs.tree import STREAM_INO
-from s3logfs.fs.view import LogFilesystem, ViewOptions
+from s3logfs.fs.view import LogFilesystem
 
-from helpers import reference
+from helpers import reference, served_view
 
 OBJECTS = {
     "logs/2026/12/01/a.log": b"a1\na2\n",
@@ -46,16 +45,8 @@ def view(s3: Any, bucket: str, server: Any, tmp_path: Path) -> Iterator[tuple[Lo
         s3.put_object(Bucket=bucket, Key=key, Body=body)
     options = SourceOptions(bucket=bucket, prefix="logs/", s3=S3Config(endpoint_url=server.endpoint_url),
                             cache_dir=tmp_path / "cache", bookmarks_file=tmp_path / "config.ini", poll_interval=0)
-    served = engine.build(options)
-    filesystem = LogFilesystem(served, ViewOptions(source=options.url, revalidate_after=60.0, uid=os.getuid(),
-                                                   gid=os.getgid()))
-    served.load()
-    served.reader.ready.wait(30)
-    try:
-        yield filesystem, served
-    finally:
-        filesystem.close()
-        served.close()
+    with served_view(options) as (view, served):
+        yield view, served
 
 
 def _read_all(filesystem: LogFilesystem, path: str, size: int = 7) -> bytes:

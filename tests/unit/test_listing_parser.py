@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from helpers import count_fast_parses
@@ -22,20 +24,29 @@ AWS_LISTING = b"""<?xml version="1.0" encoding="UTF-8"?>
 <CommonPrefixes><Prefix>AWSLogs%2F123456789012%2F</Prefix></CommonPrefixes></ListBucketResult>"""
 
 
-def test_fast_parser_reads_a_real_s3_listing_as_botocore_does(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A body as AWS sends it, with the elements moto leaves out (checksums, owner, tokens, url encoding)."""
+def _parse_as_botocore_does(shape: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """``AWS_LISTING`` parsed by the fast parser, checked equal to botocore's own parse of it."""
     import botocore.parsers
-    import botocore.session
 
     from s3logfs.engine import listing_parser as _parsing
 
-    shape = botocore.session.get_session().get_service_model("s3").operation_model("ListObjectsV2").output_shape
     response = {"status_code": 200, "headers": {"x-amz-request-id": "R"}, "body": AWS_LISTING}
     reference = botocore.parsers.RestXMLParser(timestamp_parser=_parsing.parse_timestamp).parse(response, shape)
     calls = count_fast_parses(monkeypatch)
     ours = _parsing.FastRestXMLParser(timestamp_parser=_parsing.parse_timestamp).parse(response, shape)
     assert calls == [1], "the fast path fell back to botocore"
     assert ours == reference
+    return ours
+
+
+def test_fast_parser_reads_a_real_s3_listing_as_botocore_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A body as AWS sends it, with the elements moto leaves out (checksums, owner, tokens, url encoding)."""
+    import botocore.parsers
+    import botocore.session
+
+
+    shape = botocore.session.get_session().get_service_model("s3").operation_model("ListObjectsV2").output_shape
+    ours = _parse_as_botocore_does(shape, monkeypatch)
     if "ChecksumAlgorithm" in shape.members["Contents"].member.members:  # botocore 1.24 and later
         assert ours["Contents"][0]["ChecksumAlgorithm"] == ["CRC32", "CRC64NVME"]
 
@@ -49,16 +60,10 @@ def test_fast_parser_leaves_out_what_an_older_model_lacks(monkeypatch: pytest.Mo
     import botocore.parsers
     import botocore.session
 
-    from s3logfs.engine import listing_parser as _parsing
 
     loader = botocore.session.get_session().get_component("data_loader")
     model = copy.deepcopy(loader.load_service_model("s3", "service-2"))
     model["shapes"]["Object"]["members"].pop("ChecksumType", None)
     shape = botocore.model.ServiceModel(model, "s3").operation_model("ListObjectsV2").output_shape
-    response = {"status_code": 200, "headers": {"x-amz-request-id": "R"}, "body": AWS_LISTING}
-    reference = botocore.parsers.RestXMLParser(timestamp_parser=_parsing.parse_timestamp).parse(response, shape)
-    calls = count_fast_parses(monkeypatch)
-    ours = _parsing.FastRestXMLParser(timestamp_parser=_parsing.parse_timestamp).parse(response, shape)
-    assert calls == [1], "the fast path fell back to botocore"
-    assert ours == reference
+    ours = _parse_as_botocore_does(shape, monkeypatch)
     assert "ChecksumType" not in ours["Contents"][0]
